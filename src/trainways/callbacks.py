@@ -1,0 +1,121 @@
+"""Project callbacks: epoch log lines, a per-batch progress bar, and the learning-rate halving.
+
+All of them are plain ``keras.callbacks.Callback`` objects, so every method drives them the same
+way; none of the trainers knows they exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import keras
+
+LOG = logging.getLogger("trainways")
+
+_KEY_ORDER = ("loss", "accuracy", "top5_accuracy")
+
+
+def _ordered(logs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Loss and the metrics first, then their ``val_`` twins, then anything else by name."""
+
+    def rank(key: str) -> tuple[int, int, str]:
+        base, is_val = (key[4:], 1) if key.startswith("val_") else (key, 0)
+        known = _KEY_ORDER.index(base) if base in _KEY_ORDER else len(_KEY_ORDER)
+        return (known == len(_KEY_ORDER), is_val, f"{known:02d}{key}")
+
+    return sorted(logs.items(), key=lambda item: rank(item[0]))
+
+
+def format_logs(logs: dict[str, Any]) -> str:
+    """``loss: 1.2345 - accuracy: 0.6789 - ...`` in a stable order."""
+    parts = []
+    for key, value in _ordered(logs):
+        parts.append(f"{key}: {value:.4g}" if key == "learning_rate" else f"{key}: {value:.4f}")
+    return " - ".join(parts)
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """After every epoch, a separator line ending in the local wall-clock time, then the metrics.
+
+    The tutorial printed the time in a hard-coded UTC+8; this uses the machine's own time zone
+    and names it.
+
+    Args:
+        logger: Where the lines go (the CLI sends this logger to stdout and the run's log file).
+        width: Length of the dashed part of the separator.
+    """
+
+    def __init__(self, logger: logging.Logger = LOG, width: int = 40) -> None:
+        super().__init__()
+        self._logger = logger
+        self._width = width
+        self._started = 0.0
+        self.epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._started
+        self.epoch_seconds.append(seconds)
+        now = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        self._logger.info("%s %s", "-" * self._width, now)
+        total = self.params.get("epochs", "?")
+        self._logger.info(
+            "epoch %d/%s - %.1fs - %s", epoch + 1, total, seconds, format_logs(logs or {})
+        )
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """A per-batch ``keras.utils.Progbar`` of the running training metrics (for terminals)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bar: keras.utils.Progbar | None = None
+        self._seen = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._bar = None
+        self._seen = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._bar is None:
+            # Every value we pass is already a running epoch mean: mark them all stateful so
+            # Progbar shows them as they are instead of averaging them again.
+            self._bar = keras.utils.Progbar(
+                self.params.get("steps"), stateful_metrics=list(logs or {}), unit_name="step"
+            )
+        self._seen = batch + 1
+        self._bar.update(self._seen, values=_ordered(logs or {}))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # Stopped early, or a dataset of unknown length: end the bar's line ourselves.
+        if self._bar is not None and self._seen != self._bar.target:
+            self._bar.update(self._seen, finalize=True)
+        self._bar = None
+
+
+class HalveLearningRate(keras.callbacks.LearningRateScheduler):
+    """Halve the learning rate once, at the start of a given epoch (the tutorial's schedule).
+
+    Built on ``keras.callbacks.LearningRateScheduler``, so the new rate is applied through the
+    optimizer's public ``learning_rate`` and recorded in the logs as ``learning_rate``. The
+    schedule depends only on the epoch index and the current rate, so a run resumed from a saved
+    optimizer continues on the same schedule.
+
+    Args:
+        at_epoch: 1-based epoch at whose start the rate is halved (``--lr-halve-at 5`` halves it
+            before the fifth epoch, i.e. ``epoch == 4`` in Keras's 0-based count).
+    """
+
+    def __init__(self, at_epoch: int) -> None:
+        if at_epoch < 1:
+            raise ValueError(f"at_epoch is 1-based and must be >= 1, got {at_epoch}")
+        self.at_epoch = at_epoch
+        super().__init__(self._schedule)
+
+    def _schedule(self, epoch: int, lr: float) -> float:
+        return lr * 0.5 if epoch + 1 == self.at_epoch else lr

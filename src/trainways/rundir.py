@@ -1,0 +1,120 @@
+"""The run directory: what a training run leaves behind, and its truthful status.
+
+Layout::
+
+    config.json     the resolved configuration (seed included)
+    status.json     {"state": "running" | "completed" | "interrupted" | "failed", ...}
+    train.log       everything the run printed
+    history.csv     one row per finished epoch, written as the run goes (Keras CSVLogger)
+    metrics.json    final and best-epoch metrics, epoch times
+    model.keras     the trained model
+    encoder.json    word index, topic names and encoding options, for ``predict``
+
+``status.json`` is written first as "running" and rewritten last, so a directory is complete
+exactly when it says "completed".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.json"
+STATUS = "status.json"
+LOG = "train.log"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+MODEL = "model.keras"
+ENCODER = "encoder.json"
+
+RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used; the message is one line fit for a user."""
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically: a crash leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file of a run, with a one-line error if it is missing or broken."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing: is {Path(path).parent} a trainways run?") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise RunDirError(f"cannot read {path}: {error}") from None
+
+
+def default_run_dir(method: str, root: Path = Path("runs")) -> Path:
+    """``runs/<local time>-<method>``, unique to the second."""
+    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{method}"
+
+
+def prepare(path: Path, *, overwrite: bool) -> Path:
+    """Create the run directory, refusing to mix a new run into an old one.
+
+    Raises:
+        RunDirError: ``path`` is a file, is a non-empty directory and ``overwrite`` is off, or is
+            not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--out {path} is a file: choose a directory path")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise RunDirError(
+                f"--out {path} exists and is not empty: choose another --out or pass --overwrite"
+            )
+        for name in (CONFIG, STATUS, LOG, HISTORY, METRICS, MODEL, ENCODER):
+            (path / name).unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise RunDirError(f"cannot write to --out {path}: {error.strerror or error}") from None
+    return path
+
+
+def set_status(path: Path, state: str, **details: Any) -> None:
+    """Record the run's state (with a timestamp and any details) in ``status.json``."""
+    write_json(
+        Path(path) / STATUS,
+        {
+            "state": state,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **details,
+        },
+    )
+
+
+def require_completed(path: Path) -> dict[str, Any]:
+    """The status of a finished run, or a one-line error saying why ``path`` is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"run directory {path} does not exist: pass the --out of a training run")
+    status = read_json(path / STATUS)
+    if status.get("state") != COMPLETED:
+        raise RunDirError(
+            f"run {path} is {status.get('state', 'unknown')}, not completed: "
+            "train it to the end first"
+        )
+    return status

@@ -1,0 +1,173 @@
+"""What every training method shares: the spec, the data, and the one callback-driven run loop.
+
+``fit`` hands the loop to Keras. ``batch`` and ``loop`` plug a :class:`Stepper` into
+:func:`drive`, which calls the callbacks in exactly the order ``Model.fit`` does (Keras 3.15,
+``keras/src/backend/tensorflow/trainer.py``): train_begin; per epoch epoch_begin,
+train_batch_begin/end per step, a validation pass wrapped in test_begin /
+test_batch_begin/end / test_end, then epoch_end; finally train_end. ``model.stop_training`` is
+checked after every batch and every epoch, as ``fit`` does, so ``EarlyStopping`` and friends halt
+every method the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import keras
+
+MetricFactory = Callable[[], list[keras.metrics.Metric]]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What to optimise and for how long; identical for all three methods.
+
+    Attributes:
+        epochs: Index of the last epoch to run (exclusive), as ``fit``'s ``epochs``.
+        loss: The loss object (reduction: mean over the batch).
+        optimizer: The optimizer; it is attached to the model by :func:`compile_model`.
+        metrics: Builds fresh metric objects; called once per consumer so that no two loops share
+            state.
+        jit_compile: Compile the steps with XLA (one setting for every method).
+        initial_epoch: Epoch to start from, as ``fit``'s ``initial_epoch``.
+    """
+
+    epochs: int
+    loss: keras.losses.Loss
+    optimizer: keras.optimizers.Optimizer
+    metrics: MetricFactory
+    jit_compile: bool = False
+    initial_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Batched ``(x, y)`` datasets.
+
+    Attributes:
+        train: Yields training batches; reshuffled each epoch if it shuffles at all.
+        validation: Yields validation batches in a fixed order, or ``None``.
+    """
+
+    train: Any  # tf.data.Dataset; typed loosely so this module never needs TensorFlow.
+    validation: Any | None = None
+
+
+def compile_model(model: keras.Model, spec: TrainSpec) -> None:
+    """Compile ``model`` the same way for every method.
+
+    ``fit`` and ``train_on_batch`` need it; the GradientTape loop uses the same optimizer object,
+    and compiling there too means every saved model evaluates and resumes alike.
+    """
+    model.compile(
+        optimizer=spec.optimizer,
+        loss=spec.loss,
+        metrics=spec.metrics(),
+        jit_compile=spec.jit_compile,
+    )
+
+
+def steps_of(dataset: Any) -> int | None:
+    """Number of batches per pass, or ``None`` when the dataset does not know it."""
+    cardinality = getattr(dataset, "cardinality", None)
+    if cardinality is None:
+        return None
+    n = int(cardinality())
+    return n if n >= 0 else None
+
+
+def make_callback_list(
+    callbacks: Iterable[keras.callbacks.Callback] | None,
+    model: keras.Model,
+    *,
+    epochs: int,
+    steps: int | None,
+) -> keras.callbacks.CallbackList:
+    """A ``CallbackList`` with the History and params that ``fit`` would give its callbacks."""
+    return keras.callbacks.CallbackList(
+        list(callbacks or []),
+        add_history=True,
+        add_progbar=False,
+        model=model,
+        verbose=0,
+        epochs=epochs,
+        steps=steps,
+    )
+
+
+class Stepper(Protocol):
+    """One method's step: runs a batch and aggregates true running metrics since ``reset``."""
+
+    def reset(self) -> None:
+        """Forget the running metrics (start of an epoch or a validation pass)."""
+
+    def train_batch(self, x: Any, y: Any) -> None:
+        """Run one optimisation step on a batch."""
+
+    def test_batch(self, x: Any, y: Any) -> None:
+        """Score one batch without updating weights."""
+
+    def results(self) -> dict[str, float]:
+        """Sample-weighted means of loss and metrics since the last ``reset``."""
+
+
+def evaluate(
+    model: keras.Model, stepper: Stepper, dataset: Any, callbacks: keras.callbacks.CallbackList
+) -> dict[str, float]:
+    """One validation pass, with the test hooks ``Model.evaluate`` calls."""
+    model.stop_evaluating = False
+    callbacks.on_test_begin()
+    stepper.reset()
+    for step, (x, y) in enumerate(dataset):
+        callbacks.on_test_batch_begin(step)
+        stepper.test_batch(x, y)
+        callbacks.on_test_batch_end(step, stepper.results())
+        if model.stop_evaluating:
+            break
+    logs = stepper.results()
+    callbacks.on_test_end(logs)
+    return logs
+
+
+def drive(
+    model: keras.Model,
+    stepper: Stepper,
+    data: TrainData,
+    spec: TrainSpec,
+    callbacks: Iterable[keras.callbacks.Callback] | None,
+) -> keras.callbacks.History:
+    """Run epochs of ``stepper`` over ``data`` exactly as ``Model.fit`` drives its callbacks.
+
+    Returns:
+        The History callback, whose ``history`` has one list per log key.
+    """
+    callback_list = make_callback_list(
+        callbacks, model, epochs=spec.epochs, steps=steps_of(data.train)
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    training_logs = None
+    for epoch in range(spec.initial_epoch, spec.epochs):
+        stepper.reset()
+        callback_list.on_epoch_begin(epoch)
+        for step, (x, y) in enumerate(data.train):
+            callback_list.on_train_batch_begin(step)
+            stepper.train_batch(x, y)
+            callback_list.on_train_batch_end(step, stepper.results())
+            if model.stop_training:
+                break
+        epoch_logs = stepper.results()
+        if data.validation is not None:
+            val_logs = evaluate(model, stepper, data.validation, callback_list)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        training_logs = epoch_logs
+        if model.stop_training:
+            break
+    if spec.epochs > spec.initial_epoch:
+        # As fit does: a no-op for Nadam, but it swaps in EMA weights for optimizers that keep them.
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    callback_list.on_train_end(logs=training_logs)
+    return model.history

@@ -1,0 +1,20 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The repository sits beside the shared data: <root>/main and <root>/shared/data/...
+_DEFAULT_REUTERS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "reuters21578"
+
+
+@pytest.fixture(scope="session")
+def reuters_dir() -> Path:
+    """The Reuters-21578 SGML directory ($TRAINWAYS_REUTERS_DIR overrides); skip if absent."""
+    path = Path(os.environ.get("TRAINWAYS_REUTERS_DIR") or _DEFAULT_REUTERS_DIR).expanduser()
+    if not any(path.glob("reut2-*.sgm")):
+        pytest.skip(f"no Reuters-21578 reut2-*.sgm in {path} (set TRAINWAYS_REUTERS_DIR)")
+    return path

@@ -1,0 +1,228 @@
+"""The command line on a small synthetic corpus: outputs, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trainways import rundir
+from trainways.cli import main
+
+from helpers import write_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("sgml"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINWAYS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRAINWAYS_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+
+def _train(corpus, out, *extra):
+    return main(
+        [
+            "train",
+            "--data",
+            str(corpus),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--max-len",
+            "40",
+            "--seed",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "fit"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRAINWAYS_CACHE_DIR", str(out.parent / "cache"))
+    try:
+        assert _train(corpus, out) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    assert "Traceback" not in err
+    assert err.startswith("trainways")
+    assert ": error: " in err
+    return err
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_train_writes_a_complete_run_directory(corpus, tmp_path, method):
+    out = tmp_path / method
+    assert _train(corpus, out, "--method", method, "--lr-halve-at", "2") == 0
+    for name in (
+        rundir.CONFIG,
+        rundir.STATUS,
+        rundir.LOG,
+        rundir.HISTORY,
+        rundir.METRICS,
+        rundir.MODEL,
+        rundir.ENCODER,
+    ):
+        assert (out / name).is_file(), name
+    assert json.loads((out / rundir.STATUS).read_text())["state"] == "completed"
+    config = json.loads((out / rundir.CONFIG).read_text())
+    assert config["train"]["method"] == method and config["train"]["seed"] == 1
+    history = (out / rundir.HISTORY).read_text().splitlines()
+    assert history[0].split(",") == [
+        "epoch",
+        "accuracy",
+        "learning_rate",
+        "loss",
+        "top5_accuracy",
+        "val_accuracy",
+        "val_loss",
+        "val_top5_accuracy",
+    ]
+    assert len(history) == 3
+    metrics = json.loads((out / rundir.METRICS).read_text())
+    assert metrics["epochs"] == 2 and 1 <= metrics["best"]["epoch"] <= 2
+    log = (out / rundir.LOG).read_text()
+    assert "Total params" in log and "device: CPU" in log and "data:" in log
+    assert log.count("epoch 2/2 - ") == 1
+
+
+def test_log_goes_to_stdout_unless_quiet(corpus, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(corpus),
+                "--out",
+                str(tmp_path / "r"),
+                "--epochs",
+                "1",
+                "--max-len",
+                "40",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "epoch 1/1 - " in out and "device: CPU" in out
+    assert _train(corpus, tmp_path / "q") == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_evaluate_and_predict(trained_run, capsys):
+    assert main(["evaluate", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "top5_accuracy" in out
+    evaluation = json.loads((trained_run / "evaluation.json").read_text())
+    metrics = json.loads((trained_run / rundir.METRICS).read_text())
+    assert evaluation["accuracy"] == pytest.approx(metrics["final"]["val_accuracy"], abs=1e-6)
+
+    assert main(["predict", str(trained_run), "copper mine output rose"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5
+    assert lines[0].startswith("1. copper")
+    probabilities = [float(line.split()[-1]) for line in lines]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_predict_without_known_words_is_a_clear_error(trained_run, capsys):
+    assert main(["predict", str(trained_run), "zzzz qqqq"]) == 2
+    assert "no word of 'zzzz qqqq' is in the model's vocabulary" in _one_line_error(capsys)
+
+
+def test_data_info(corpus, capsys):
+    assert main(["data", "info", "--data", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert "wires:" in out and "topics:      6" in out and "copper" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--method", "sgd"], "invalid choice: 'sgd'"),
+        (["train", "--epochs", "0"], "argument --epochs: must be > 0, got 0"),
+        (["train", "--batch-size", "-3"], "argument --batch-size: must be > 0, got -3"),
+        (["train", "--data", "/no/such/dir"], "/no/such/dir"),
+        (["evaluate", "/no/such/run"], "run directory /no/such/run does not exist"),
+        (["data", "info", "--data", "/no/such/file.npz"], "/no/such/file.npz"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    assert needle in _one_line_error(capsys)
+
+
+def test_bad_data_leaves_no_run_directory(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(empty), "--out", str(out)]) == 2
+    assert str(empty) in _one_line_error(capsys)
+    assert not out.exists()
+    corrupt = tmp_path / "reuters.npz"
+    corrupt.write_bytes(b"not a zip")
+    assert main(["train", "--data", str(corrupt), "--out", str(out)]) == 2
+    assert str(corrupt) in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_existing_out_needs_overwrite(corpus, trained_run, capsys):
+    before = sorted(p.name for p in trained_run.iterdir())
+    assert _train(corpus, trained_run) == 2
+    assert "exists and is not empty: choose another --out or pass --overwrite" in (
+        _one_line_error(capsys)
+    )
+    assert sorted(p.name for p in trained_run.iterdir()) == before
+
+
+def test_unwritable_out_fails_before_training(corpus, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _train(corpus, blocker / "run") == 2
+    assert "cannot write to --out" in _one_line_error(capsys)
+
+
+def test_interrupted_run_says_so(corpus, tmp_path, monkeypatch):
+    import keras
+
+    def interrupt(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_train_batch_end", interrupt, raising=False)
+    out = tmp_path / "run"
+    assert _train(corpus, out, "--method", "loop") == 130
+    assert json.loads((out / rundir.STATUS).read_text())["state"] == "interrupted"
+    assert main(["evaluate", str(out)]) == 2
+
+
+def test_console_script_help_is_fast_to_import():
+    # --help must not import TensorFlow (it would take seconds).
+    code = (
+        "import sys; from trainways.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: trainways" in result.stdout

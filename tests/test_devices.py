@@ -1,0 +1,111 @@
+"""Device choice, tested without a GPU through a stand-in for ``tf.config``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from trainways.config import ConfigError, DeviceConfig
+from trainways.devices import DevicePlan, apply_plan, plan_devices
+
+GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
+
+
+def test_no_gpu_trains_on_cpu_and_says_so():
+    assert plan_devices(DeviceConfig(), []).description == "CPU (no GPU found)"
+    plan = plan_devices(DeviceConfig(gpu=1), [])
+    assert plan.gpu is None and "--gpu 1 ignored" in plan.description
+
+
+def test_cpu_flag_hides_gpus():
+    assert plan_devices(DeviceConfig(cpu=True), GPUS) == DevicePlan(
+        None, None, "CPU (GPUs hidden by --cpu)"
+    )
+
+
+def test_chosen_gpu_with_memory_growth_or_limit():
+    plan = plan_devices(DeviceConfig(gpu=1), GPUS)
+    assert (plan.gpu, plan.memory_limit_mb) == (1, None)
+    assert "GPU 1" in plan.description and "memory growth" in plan.description
+    capped = plan_devices(DeviceConfig(gpu=0, gpu_memory_limit=2048), GPUS)
+    assert (capped.gpu, capped.memory_limit_mb) == (0, 2048)
+    assert "2048 MB" in capped.description
+    assert plan_devices(DeviceConfig(), GPUS).gpu == 0
+
+
+def test_missing_gpu_index_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"--gpu 2: this machine has 2 GPU\(s\), indices 0\.\.1"):
+        plan_devices(DeviceConfig(gpu=2), GPUS)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"gpu": -1}, "--gpu must be a GPU index >= 0, got -1"),
+        ({"gpu_memory_limit": 0}, "gpu_memory_limit must be positive, got 0"),
+        ({"cpu": True, "gpu": 0}, "--cpu hides all GPUs"),
+    ],
+)
+def test_bad_device_config(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        DeviceConfig(**kwargs)
+
+
+class FakeTFConfig:
+    """Records the calls ``apply_plan`` makes on ``tf.config``."""
+
+    LogicalDeviceConfiguration = staticmethod(lambda memory_limit: ("limit", memory_limit))
+
+    def __init__(self, gpus, fail=False):
+        self.gpus = gpus
+        self.calls = []
+        self.fail = fail
+        self.experimental = SimpleNamespace(set_memory_growth=self._growth)
+
+    def list_physical_devices(self, kind):
+        return list(self.gpus) if kind == "GPU" else ["CPU"]
+
+    def set_visible_devices(self, devices, kind):
+        if self.fail:
+            raise RuntimeError("Visible devices cannot be modified after being initialized")
+        self.calls.append(("visible", list(devices), kind))
+
+    def set_logical_device_configuration(self, device, configs):
+        self.calls.append(("logical", device, configs))
+
+    def _growth(self, device, enabled):
+        self.calls.append(("growth", device, enabled))
+
+
+def test_apply_plan_sets_one_gpu_with_growth():
+    fake = FakeTFConfig(GPUS)
+    apply_plan(plan_devices(DeviceConfig(gpu=1), GPUS), fake)
+    assert fake.calls == [("visible", [GPUS[1]], "GPU"), ("growth", GPUS[1], True)]
+
+
+def test_apply_plan_caps_memory():
+    fake = FakeTFConfig(GPUS)
+    apply_plan(plan_devices(DeviceConfig(gpu=0, gpu_memory_limit=512), GPUS), fake)
+    assert fake.calls == [("visible", [GPUS[0]], "GPU"), ("logical", GPUS[0], [("limit", 512)])]
+
+
+def test_apply_plan_cpu_hides_gpus_and_is_a_no_op_without_them():
+    fake = FakeTFConfig(GPUS)
+    apply_plan(plan_devices(DeviceConfig(cpu=True), GPUS), fake)
+    assert fake.calls == [("visible", [], "GPU")]
+    none = FakeTFConfig([])
+    apply_plan(plan_devices(DeviceConfig(), []), none)
+    assert none.calls == []
+
+
+def test_apply_plan_after_initialisation_is_a_clear_error():
+    with pytest.raises(ConfigError, match="choose devices before TensorFlow runs anything"):
+        apply_plan(plan_devices(DeviceConfig(gpu=0), GPUS), FakeTFConfig(GPUS, fail=True))
+
+
+def test_configure_devices_on_this_machine_names_the_device():
+    from trainways.devices import configure_devices
+
+    description = configure_devices(DeviceConfig(cpu=True))
+    assert description.startswith("CPU")
