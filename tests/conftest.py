@@ -18,3 +18,11 @@ def reuters_dir() -> Path:
     if not any(path.glob("reut2-*.sgm")):
         pytest.skip(f"no Reuters-21578 reut2-*.sgm in {path} (set TRAINWAYS_REUTERS_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_reuters(reuters_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The full dataset built from the real SGML once per session, in a private cache."""
+    from trainways.data import load_reuters
+
+    return load_reuters(reuters_dir, cache_dir=tmp_path_factory.mktemp("reuters-cache"))
