@@ -152,3 +152,22 @@ def test_batch_logs_are_running_epoch_means():
         assert ours.keys() == theirs.keys()
         for key in ours:
             assert ours[key] == pytest.approx(theirs[key], rel=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_keras_file_callbacks_work_with_every_method(method, tmp_path):
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "best.keras"), monitor="val_accuracy", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(tmp_path / "history.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb")),
+    ]
+    model, _ = _train(method, epochs=2, callbacks=callbacks)
+    assert (tmp_path / "best.keras").is_file()
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,accuracy,loss")
+    event_files = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert {path.parent.name for path in event_files} >= {"train", "validation"}
+    restored = keras.models.load_model(tmp_path / "best.keras")
+    assert len(restored.get_weights()) == len(model.get_weights())

@@ -81,6 +81,21 @@ class LoopStepper:
         return {name: float(value) for name, value in self._logs.items()}
 
 
+def _build_compiled_metrics(model: keras.Model, element_spec: Any) -> None:
+    """Build the model's compiled metrics, as ``fit`` and ``train_on_batch`` do on first use.
+
+    The loop updates its own metric objects, but callbacks in ``mode="auto"``
+    (``EarlyStopping``, ``ModelCheckpoint``) look up whether a metric should rise or fall in
+    ``model.metrics``, which lists compiled metrics only once they are built. One update on a
+    dummy batch, then a reset, builds them without touching weights or the data pipeline.
+    """
+    x_spec, y_spec = element_spec
+    x = tf.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype)
+    y = tf.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype)
+    model.compute_metrics(x, y, model(x, training=False))
+    model.reset_metrics()
+
+
 def train(
     model: keras.Model,
     data: TrainData,
@@ -100,5 +115,6 @@ def train(
         The History of per-epoch logs.
     """
     compile_model(model, spec)
+    _build_compiled_metrics(model, data.train.element_spec)
     stepper = LoopStepper(model, spec, data.train.element_spec)
     return drive(model, stepper, data, spec, callbacks)
