@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 
 import pytest
 
@@ -63,3 +65,46 @@ def test_halve_learning_rate_is_one_based_and_happens_once():
     assert rates == pytest.approx([1e-3] * 4 + [5e-4] * 4)
     with pytest.raises(ValueError, match="1-based"):
         HalveLearningRate(at_epoch=0)
+
+
+def test_non_finite_loss_stops_at_once_naming_epoch_and_batch():
+    from trainways.callbacks import NonFiniteLoss, StopOnNonFiniteLoss
+
+    stop = StopOnNonFiniteLoss()
+    stop.on_epoch_begin(2)
+    stop.on_train_batch_end(0, {"loss": 1.5})
+    with pytest.raises(NonFiniteLoss, match="non-finite loss at epoch 3 batch 5"):
+        stop.on_train_batch_end(4, {"loss": float("nan")})
+    with pytest.raises(NonFiniteLoss):
+        stop.on_train_batch_end(5, {"loss": float("inf")})
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_becomes_a_stop_at_the_next_batch_boundary(signum):
+    from trainways.callbacks import Interrupted, StopOnSignal
+
+    before = signal.getsignal(signum)
+    stop = StopOnSignal()
+    stop.on_train_begin()
+    try:
+        stop.on_train_batch_end(0, {})  # nothing received: carries on
+        os.kill(os.getpid(), signum)
+        with pytest.raises(Interrupted) as caught:
+            stop.on_train_batch_end(1, {})
+        assert caught.value.signum == signum
+    finally:
+        stop.restore_handlers()
+    assert signal.getsignal(signum) is before
+
+
+def test_a_second_signal_interrupts_at_once():
+    from trainways.callbacks import StopOnSignal
+
+    stop = StopOnSignal()
+    stop.on_train_begin()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        stop.restore_handlers()

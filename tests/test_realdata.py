@@ -9,7 +9,7 @@ import pytest
 
 from trainways.cli import main
 from trainways.config import METHODS, ModelConfig
-from trainways.data import make_dataset, pad
+from trainways.data import make_dataset, pad, steps_per_epoch
 from trainways.model import build_loss, build_metrics, build_model, build_optimizer
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
@@ -33,6 +33,7 @@ def three_runs(real_reuters):
             make_dataset(
                 pad(real_reuters.x_test), real_reuters.y_test, batch_size=32, shuffle=False
             ),
+            steps_per_epoch(len(real_reuters.y_train), 32),
         )
         model = build_model(
             ModelConfig(),

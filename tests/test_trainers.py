@@ -171,3 +171,12 @@ def test_keras_file_callbacks_work_with_every_method(method, tmp_path):
     assert {path.parent.name for path in event_files} >= {"train", "validation"}
     restored = keras.models.load_model(tmp_path / "best.keras")
     assert len(restored.get_weights()) == len(model.get_weights())
+
+
+def test_an_endless_stream_without_steps_per_epoch_is_refused():
+    from trainways.data import make_dataset
+
+    x, y = toy_problem()
+    stream = make_dataset(x, y, batch_size=32, shuffle=True, seed=0)
+    with pytest.raises(ValueError, match="endless stream of epochs"):
+        TrainData(stream)

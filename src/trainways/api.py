@@ -41,21 +41,23 @@ def _as_loss(loss: str | Callable[..., Any] | keras.losses.Loss) -> keras.losses
 
 def _as_dataset(
     x: Any, y: Any, *, batch_size: int, shuffle: bool, seed: int | None, role: str
-) -> Any:
+) -> tuple[Any, int | None]:
+    """A dataset and its steps per epoch (``None``: one pass is one epoch)."""
     import tensorflow as tf
 
-    from trainways.data import make_dataset
+    from trainways.data import make_dataset, steps_per_epoch
 
     if isinstance(x, tf.data.Dataset):
         if y is not None:
             raise ConfigError(f"{role}: pass y=None with a tf.data.Dataset (it yields (x, y))")
-        return x
+        return x, None
     if y is None:
         raise ConfigError(f"{role}: NumPy input needs both x and y")
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         raise ConfigError(f"{role}: x has {len(x)} samples but y has {len(y)}; they must match")
-    return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    dataset = make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    return dataset, (steps_per_epoch(len(x), batch_size) if shuffle else None)
 
 
 def train(
@@ -107,13 +109,13 @@ def train(
         raise ConfigError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    train_ds = _as_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, role="x")
+    train_ds, steps = _as_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, role="x")
     val_ds = None
     if validation_data is not None:
         val_x, val_y = (
             validation_data if isinstance(validation_data, tuple) else (validation_data, None)
         )
-        val_ds = _as_dataset(
+        val_ds, _ = _as_dataset(
             val_x, val_y, batch_size=batch_size, shuffle=False, seed=None, role="validation_data"
         )
     metric_list = list(metrics)
@@ -124,4 +126,4 @@ def train(
         metrics=lambda: [_fresh_metric(m) for m in metric_list],
         jit_compile=jit_compile,
     )
-    return get_trainer(method)(model, TrainData(train_ds, val_ds), spec, callbacks)
+    return get_trainer(method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)

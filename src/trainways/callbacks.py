@@ -7,6 +7,9 @@ way; none of the trainers knows they exist.
 from __future__ import annotations
 
 import logging
+import math
+import signal
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -119,3 +122,92 @@ class HalveLearningRate(keras.callbacks.LearningRateScheduler):
 
     def _schedule(self, epoch: int, lr: float) -> float:
         return lr * 0.5 if epoch + 1 == self.at_epoch else lr
+
+
+class TrainingStopped(Exception):
+    """Raised by a callback to end training at once, without finishing the epoch.
+
+    ``model.stop_training`` would let the epoch run to its end (and be logged and checkpointed
+    as if complete); these stops must not.
+    """
+
+
+class Interrupted(TrainingStopped):
+    """SIGINT or SIGTERM arrived; training stopped at a batch boundary."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+class NonFiniteLoss(TrainingStopped):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, batch: int, value: float) -> None:
+        self.epoch, self.batch, self.value = epoch, batch, value
+        super().__init__(f"non-finite loss at epoch {epoch} batch {batch}")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop the moment the loss is NaN or infinite (1-based epoch and batch in the message).
+
+    Unlike ``keras.callbacks.TerminateOnNaN``, which sets ``stop_training`` and so lets the
+    broken epoch finish, be validated and be checkpointed, this raises :class:`NonFiniteLoss`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(self._epoch + 1, batch + 1, float(loss))
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turn SIGINT / SIGTERM into a stop at the next batch boundary.
+
+    The handlers are installed at ``on_train_begin`` and restored at ``on_train_end`` (or by
+    :meth:`restore_handlers`). A first signal sets a flag that the next batch end turns into
+    :class:`Interrupted`; a second one raises ``KeyboardInterrupt`` at once, for a user who does
+    not want to wait.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python only delivers signals to the main thread.
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore_handlers(self) -> None:
+        """Put back the handlers that were there before training."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.restore_handlers()
+
+    def _check(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.received is not None:
+            self.restore_handlers()
+            raise Interrupted(self.received)
+
+    on_train_batch_end = _check
+    on_test_batch_end = _check

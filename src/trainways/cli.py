@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -45,24 +44,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+def _number(
+    convert: type,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """An argparse ``type`` that parses with ``convert`` and checks the bounds."""
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be > {above}, got {text}")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"must be >= {at_least}, got {text}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be < {below}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+_positive_int = _number(int, above=0)
+_positive_float = _number(float, above=0)
+_non_negative_int = _number(int, at_least=0)
+_seed = _number(int, at_least=0, below=2**31)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -80,10 +91,88 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--skip-top",
-        type=int,
-        default=0,
+        type=_non_negative_int,
         metavar="N",
         help="map the N most frequent ids to OOV (default: 0)",
+    )
+
+
+# Options that define the training; with --resume they come from the run's config.json.
+_TRAINING_OPTIONS = (
+    "method", "epochs", "batch_size", "max_len", "lr", "lr_halve_at", "seed", "deterministic",
+    "patience", "xla", "model", "num_words", "skip_top",
+)  # fmt: skip
+
+
+def _add_training_options(parser: argparse.ArgumentParser, *, epochs_default: int = 10) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=_positive_int, help=f"default: {epochs_default}")
+    parser.set_defaults(epochs_default=epochs_default)
+    parser.add_argument("--batch-size", type=_positive_int, help=f"default: {defaults.batch_size}")
+    parser.add_argument(
+        "--max-len",
+        type=_positive_int,
+        help=f"pad/truncate wires to this many ids (default: {DataConfig().max_len})",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        help=f"Nadam learning rate (default: {defaults.learning_rate})",
+    )
+    parser.add_argument(
+        "--lr-halve-at",
+        type=_positive_int,
+        metavar="EPOCH",
+        help="halve the learning rate once, at the start of this 1-based epoch "
+        "(the tutorial's batch method used 5; default: never)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_seed,
+        help="seed Python, NumPy, TensorFlow and the shuffle (default: random, "
+        "recorded in config.json)",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="also turn on TensorFlow op determinism: with --seed, runs repeat bit for bit",
+    )
+    parser.add_argument(
+        "--patience",
+        type=_positive_int,
+        metavar="N",
+        help="stop early after N epochs without a better val_loss (default: never)",
+    )
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        default=None,
+        help="compile the training steps with XLA (every method alike)",
+    )
+    parser.add_argument("--model", help="model preset (default: cnn)")
+    _add_data_options(parser)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print nothing but errors (a run's train.log still gets it all)",
+    )
+    devices = parser.add_mutually_exclusive_group()
+    devices.add_argument(
+        "--gpu",
+        type=int,
+        metavar="N",
+        help="train on GPU N only, with memory growth (default: first GPU)",
+    )
+    devices.add_argument("--cpu", action="store_true", help="hide all GPUs")
+    parser.add_argument(
+        "--gpu-memory-limit",
+        type=_positive_int,
+        metavar="MB",
+        help="cap the GPU's memory at MB instead of memory growth",
     )
 
 
@@ -101,63 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--method",
         choices=METHODS,
-        default="fit",
         help="fit: Model.fit; batch: train_on_batch loop; loop: GradientTape loop (default: fit)",
     )
-    train.add_argument("--epochs", type=_positive_int, default=10, help="default: 10")
-    train.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
-    train.add_argument(
-        "--max-len",
-        type=_positive_int,
-        default=300,
-        help="pad/truncate wires to this many ids (default: 300)",
-    )
-    train.add_argument(
-        "--lr", type=_positive_float, default=1e-3, help="Nadam learning rate (default: 0.001)"
-    )
-    train.add_argument(
-        "--lr-halve-at",
-        type=_positive_int,
-        metavar="EPOCH",
-        help="halve the learning rate once, at the start of this 1-based epoch "
-        "(the tutorial's batch method used 5; default: never)",
-    )
-    train.add_argument(
-        "--seed",
-        type=int,
-        help="seed Python, NumPy, TensorFlow and the shuffle (default: random, "
-        "recorded in config.json)",
-    )
-    train.add_argument(
-        "--xla",
-        action="store_true",
-        help="compile the training steps with XLA (every method alike)",
-    )
-    train.add_argument("--model", default="cnn", help="model preset (default: cnn)")
-    _add_data_options(train)
+    _add_training_options(train)
     train.add_argument(
         "--out", type=Path, metavar="DIR", help="run directory (default: runs/<time>-<method>)"
     )
     train.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out directory")
     train.add_argument(
-        "--quiet",
-        action="store_true",
-        help="print nothing but errors (the run's train.log still gets it all)",
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last complete epoch, with its own config",
     )
-    devices = train.add_mutually_exclusive_group()
-    devices.add_argument(
-        "--gpu",
-        type=int,
-        metavar="N",
-        help="train on GPU N only, with memory growth (default: first GPU)",
+    _add_run_options(train)
+
+    agree = commands.add_parser(
+        "agree",
+        help="train the three methods under one config and compare them",
+        description="Train fit, batch and loop from the same seed with op determinism; print "
+        "the largest weight difference per variable after epoch 1 and the per-epoch metric "
+        "differences; exit 1 when they exceed 1e-5 (weights) or 0.005 (val_accuracy).",
     )
-    devices.add_argument("--cpu", action="store_true", help="hide all GPUs")
-    train.add_argument(
-        "--gpu-memory-limit",
-        type=_positive_int,
-        metavar="MB",
-        help="cap the GPU's memory at MB instead of memory growth",
-    )
+    _add_training_options(agree, epochs_default=1)
+    agree.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
+    _add_run_options(agree)
 
     evaluate = commands.add_parser("evaluate", help="re-evaluate a run's model on the test split")
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -177,24 +234,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given(args: argparse.Namespace, name: str) -> Any:
+    return getattr(args, name, None)
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Turn ``trainways train`` arguments into a validated configuration (seed resolved)."""
+    """Turn ``train`` / ``agree`` arguments into a validated configuration (seed resolved).
+
+    Options left out take the dataclasses' defaults, so those stay the one source of truth.
+    """
+
+    def pick(name: str, default: Any) -> Any:
+        value = _given(args, name)
+        return default if value is None else value
+
+    data, train = DataConfig(), TrainConfig()
+    source = _given(args, "data")
     return RunConfig(
         data=DataConfig(
-            source=args.data, num_words=args.num_words, skip_top=args.skip_top, max_len=args.max_len
+            # Absolute, so that evaluate and --resume find it from any directory.
+            source=str(Path(source).expanduser().resolve()) if source else None,
+            num_words=pick("num_words", data.num_words),
+            skip_top=pick("skip_top", data.skip_top),
+            max_len=pick("max_len", data.max_len),
         ),
-        model=ModelConfig(preset=args.model),
+        model=ModelConfig(preset=pick("model", ModelConfig().preset)),
         train=TrainConfig(
-            method=args.method,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            lr_halve_at=args.lr_halve_at,
-            seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
-            jit_compile=args.xla,
+            method=pick("method", train.method),
+            epochs=pick("epochs", args.epochs_default),
+            batch_size=pick("batch_size", train.batch_size),
+            learning_rate=pick("lr", train.learning_rate),
+            lr_halve_at=pick("lr_halve_at", train.lr_halve_at),
+            seed=pick("seed", secrets.randbelow(2**31)),
+            deterministic=pick("deterministic", train.deterministic),
+            patience=pick("patience", train.patience),
+            jit_compile=pick("xla", train.jit_compile),
         ),
-        device=DeviceConfig(gpu=args.gpu, gpu_memory_limit=args.gpu_memory_limit, cpu=args.cpu),
+        device=_device_config(args),
     )
+
+
+def _device_config(args: argparse.Namespace) -> DeviceConfig:
+    return DeviceConfig(gpu=args.gpu, gpu_memory_limit=args.gpu_memory_limit, cpu=args.cpu)
 
 
 def _quiet_tensorflow() -> None:
@@ -221,109 +302,85 @@ def _load_data(config: DataConfig) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``trainways train``: train one method and write its run directory."""
+    """``trainways train``: train one method (or resume a run) and write its run directory."""
+    if args.resume is not None:
+        return _resume(args)
     config = config_from_args(args)
     # Data first: a bad --data fails before any run directory exists.
     reuters = _load_data(config.data)
     out = rundir.prepare(
         args.out or rundir.default_run_dir(config.train.method), overwrite=args.overwrite
     )
+    rundir.write_json(out / rundir.CONFIG, config.to_dict())
+    return _run(out, config, reuters, args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    given = [f"--{name.replace('_', '-')}" for name in _TRAINING_OPTIONS if _given(args, name)]
+    if args.out is not None or args.overwrite:
+        given.append("--out/--overwrite")
+    if given:
+        raise UsageError(f"--resume continues with the run's own config: drop {', '.join(given)}")
+    out = args.resume
+    status = rundir.require_resumable(out)
+    config = RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG))
+    if args.data:  # the same data, moved: only its location may change
+        config = RunConfig.from_dict(
+            {
+                **config.to_dict(),
+                "data": {**config.to_dict()["data"], "source": str(Path(args.data).resolve())},
+            }
+        )
+    config = RunConfig.from_dict({**config.to_dict(), "device": _device_config(args).__dict__})
+    reuters = _load_data(config.data)
+    from trainways.checkpoint import load_checkpoint
+
+    _setup_logging(out / rundir.LOG, quiet=args.quiet)
+    latest = load_checkpoint(out, warn=LOG.warning)
+    if latest is None:
+        LOG.info("no complete epoch in %s (it was %s): starting over", out, status["state"])
+    return _run(out, config, reuters, args, resume_from=latest)
+
+
+def _run(
+    out: Path, config: RunConfig, reuters: Any, args: argparse.Namespace, resume_from: Any = None
+) -> int:
     _setup_logging(out / rundir.LOG, quiet=args.quiet)
     rundir.set_status(out, rundir.RUNNING)
-    rundir.write_json(out / rundir.CONFIG, config.to_dict())
     try:
-        return _train_into(out, config, reuters, quiet=args.quiet)
-    except KeyboardInterrupt:
-        rundir.set_status(out, rundir.INTERRUPTED)
-        LOG.info("interrupted; the epochs finished so far are in %s", out / rundir.HISTORY)
+        from trainways.devices import configure_devices
+        from trainways.run import run_training
+
+        device = configure_devices(config.device)
+        return run_training(out, config, reuters, device, quiet=args.quiet, resume_from=resume_from)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        rundir.set_status(out, rundir.INTERRUPTED, resume=f"trainways train --resume {out}")
+        LOG.info("interrupted; resume with: trainways train --resume %s", out)
         return EXIT_INTERRUPTED
     except BaseException as error:
         rundir.set_status(out, rundir.FAILED, error=f"{type(error).__name__}: {error}")
         raise
 
 
-def _train_into(out: Path, config: RunConfig, reuters: Any, *, quiet: bool) -> int:
-    _quiet_tensorflow()
-    import keras
-
-    from trainways import callbacks as tw_callbacks
-    from trainways.data import make_dataset, pad
+def cmd_agree(args: argparse.Namespace) -> int:
+    """``trainways agree``: train the three methods under one config and compare them."""
+    config = config_from_args(args)
+    reuters = _load_data(config.data)
+    _setup_logging(None, quiet=args.quiet)
+    from trainways.agreement import format_agreement
     from trainways.devices import configure_devices
-    from trainways.model import build_loss, build_metrics, build_model, build_optimizer
-    from trainways.report import summarize_history
-    from trainways.trainers import TrainData, TrainSpec, get_trainer
+    from trainways.run import measure_agreement
 
-    device = configure_devices(config.device)
-    keras.utils.set_random_seed(config.train.seed)
-    model = build_model(
-        config.model,
-        vocab_size=reuters.vocab_size,
-        num_classes=reuters.num_classes,
-        max_len=config.data.max_len,
-    )
-    model.summary(print_fn=lambda text, **_: LOG.info(text.rstrip()))
-    LOG.info("device: %s", device)
+    LOG.info("device: %s", configure_devices(config.device))
     LOG.info("data:   %s", reuters.source)
-    LOG.info(
-        "method: %s, %d epochs, batch %d, lr %g, seed %d, run directory %s",
-        config.train.method,
-        config.train.epochs,
-        config.train.batch_size,
-        config.train.learning_rate,
-        config.train.seed,
-        out,
-    )
-
-    data = TrainData(
-        make_dataset(
-            pad(reuters.x_train, config.data.max_len),
-            reuters.y_train,
-            batch_size=config.train.batch_size,
-            shuffle=True,
-            seed=config.train.seed,
-        ),
-        make_dataset(
-            pad(reuters.x_test, config.data.max_len),
-            reuters.y_test,
-            batch_size=config.train.batch_size,
-            shuffle=False,
-        ),
-    )
-    spec = TrainSpec(
-        epochs=config.train.epochs,
-        loss=build_loss(),
-        optimizer=build_optimizer(config.train.learning_rate),
-        metrics=build_metrics,
-        jit_compile=config.train.jit_compile,
-    )
-    timer = tw_callbacks.EpochLogger()
-    callbacks: list[keras.callbacks.Callback] = []
-    if config.train.lr_halve_at:
-        callbacks.append(tw_callbacks.HalveLearningRate(config.train.lr_halve_at))
-    callbacks.append(timer)
-    if not quiet and sys.stdout.isatty():
-        callbacks.append(tw_callbacks.BatchProgress())
-    callbacks.append(keras.callbacks.CSVLogger(str(out / rundir.HISTORY)))
-
-    started = time.perf_counter()
-    history = get_trainer(config.train.method)(model, data, spec, callbacks)
-    summary = summarize_history(
-        history.history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
-    )
-    model.save(out / rundir.MODEL)
-    rundir.write_json(
-        out / rundir.ENCODER, {**reuters.encoder_state(), "max_len": config.data.max_len}
-    )
-    rundir.write_json(out / rundir.METRICS, summary)
-    rundir.set_status(out, rundir.COMPLETED, device=device, data=reuters.source)
-    best = summary["best"]
-    LOG.info(
-        "best val_accuracy %.4f at epoch %d; run saved in %s",
-        best["val_accuracy"],
-        best["epoch"],
-        out,
-    )
-    return 0
+    agreement, histories = measure_agreement(config, reuters)
+    print(format_agreement(agreement))
+    if args.json:
+        rundir.write_json(
+            args.json,
+            {"config": config.to_dict(), **agreement.to_dict(), "histories": histories},
+        )
+    return 0 if agreement.ok else 1
 
 
 def _load_run_model(run_dir: Path) -> Any:
@@ -398,7 +455,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     """``trainways data info``: where the data comes from and its statistics."""
     from trainways.data import describe
 
-    config = DataConfig(source=args.data, num_words=args.num_words, skip_top=args.skip_top)
+    config = DataConfig(source=args.data, num_words=args.num_words, skip_top=args.skip_top or 0)
     stats = describe(_load_data(config))
     print(f"source:      {stats['source']}")
     print(f"wires:       {stats['wires']:,} ({stats['train']:,} train / {stats['test']:,} test)")
@@ -431,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stop.code or 0)
     handlers = {
         "train": cmd_train,
+        "agree": cmd_agree,
         "evaluate": cmd_evaluate,
         "predict": cmd_predict,
         "data": cmd_data_info,

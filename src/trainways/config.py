@@ -76,6 +76,10 @@ class TrainConfig:
         lr_halve_at: 1-based epoch at whose start the learning rate is halved once (the
             tutorial's ``batch`` method used 5); ``None`` keeps it constant.
         seed: Seeds Python, NumPy, TensorFlow and the per-epoch shuffle; ``None`` is random.
+        deterministic: Also turn on TensorFlow op determinism, so that a seeded run repeats
+            bit for bit (and resumes bit for bit).
+        patience: Stop early when ``val_loss`` has not improved for this many epochs
+            (``keras.callbacks.EarlyStopping``); ``None`` never stops early.
         jit_compile: Compile the step functions with XLA. One explicit value for all methods,
             since Keras's ``"auto"`` would turn XLA on for ``fit`` on a GPU but not for a
             hand-written loop.
@@ -87,6 +91,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     lr_halve_at: int | None = None
     seed: int | None = None
+    deterministic: bool = False
+    patience: int | None = None
     jit_compile: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +102,9 @@ class TrainConfig:
         _require_positive("batch_size", self.batch_size, flag="--batch-size")
         _require_positive("learning_rate", self.learning_rate, flag="--lr")
         _require_positive("lr_halve_at", self.lr_halve_at, flag="--lr-halve-at")
+        _require_positive("patience", self.patience, flag="--patience")
+        if self.seed is not None and not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed must be in [0, 2**31), got {self.seed!r}: pass --seed S")
 
 
 @dataclass(frozen=True)

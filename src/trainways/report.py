@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -53,3 +56,25 @@ def summarize_history(
     )
     summary["train_seconds"] = round(train_seconds, 3)
     return summary
+
+
+def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
+    """Write a History as ``keras.callbacks.CSVLogger`` writes it, atomically.
+
+    Same columns (``epoch`` then the keys sorted) and the same text for each value, so that a
+    resumed run's ``CSVLogger(append=True)`` continues the file seamlessly.
+    """
+    keys = sorted(history)
+    epochs = len(history[keys[0]]) if keys else 0
+    path = Path(path)
+    if not epochs:
+        # A header alone would make CSVLogger(append=True) skip writing its own, with the keys.
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", *keys])
+        writer.writeheader()
+        for epoch in range(epochs):
+            writer.writerow({"epoch": epoch, **{key: history[key][epoch] for key in keys}})
+    os.replace(tmp, path)

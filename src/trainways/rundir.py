@@ -106,6 +106,24 @@ def set_status(path: Path, state: str, **details: Any) -> None:
     )
 
 
+def require_resumable(path: Path) -> dict[str, Any]:
+    """The status of a run that ``--resume`` can continue, or a one-line error saying why not."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"--resume {path}: no such directory; pass the --out of a training run")
+    if not (path / CONFIG).is_file() or not (path / STATUS).is_file():
+        raise RunDirError(
+            f"--resume {path}: not a trainways run (no {CONFIG} / {STATUS}); "
+            "pass the --out of a training run"
+        )
+    status = read_json(path / STATUS)
+    if status.get("state") == COMPLETED:
+        raise RunDirError(
+            f"--resume {path}: the run is already completed; start a new one with --out"
+        )
+    return status
+
+
 def require_completed(path: Path) -> dict[str, Any]:
     """The status of a finished run, or a one-line error saying why ``path`` is not one."""
     path = Path(path)

@@ -11,7 +11,8 @@ every method the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,12 +48,35 @@ class TrainData:
     """Batched ``(x, y)`` datasets.
 
     Attributes:
-        train: Yields training batches; reshuffled each epoch if it shuffles at all.
-        validation: Yields validation batches in a fixed order, or ``None``.
+        train: Training batches: with ``steps_per_epoch`` an endless stream whose epochs follow
+            one another (as :func:`trainways.data.make_dataset` builds it), else one epoch per
+            pass.
+        validation: Validation batches in a fixed order, one pass per evaluation, or ``None``.
+        steps_per_epoch: Batches per epoch of a stream; ``None`` for a one-pass-per-epoch
+            dataset.
     """
 
     train: Any  # tf.data.Dataset; typed loosely so this module never needs TensorFlow.
     validation: Any | None = None
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        cardinality = getattr(self.train, "cardinality", None)
+        endless = cardinality is not None and int(cardinality()) == -1  # tf.data.INFINITE
+        if endless and self.steps_per_epoch is None:
+            raise ValueError(
+                "the training dataset is an endless stream of epochs (make_dataset with "
+                "shuffle=True): pass steps_per_epoch=trainways.data.steps_per_epoch(n, batch_size)"
+            )
+
+    def epochs(self) -> Iterator[Iterator[tuple[Any, Any]]]:
+        """Yield, per epoch, an iterator over that epoch's batches."""
+        if self.steps_per_epoch is None:
+            while True:
+                yield iter(self.train)
+        stream = iter(self.train)
+        while True:
+            yield itertools.islice(stream, self.steps_per_epoch)
 
 
 def compile_model(model: keras.Model, spec: TrainSpec) -> None:
@@ -143,16 +167,16 @@ def drive(
     Returns:
         The History callback, whose ``history`` has one list per log key.
     """
-    callback_list = make_callback_list(
-        callbacks, model, epochs=spec.epochs, steps=steps_of(data.train)
-    )
+    steps = data.steps_per_epoch or steps_of(data.train)
+    callback_list = make_callback_list(callbacks, model, epochs=spec.epochs, steps=steps)
     model.stop_training = False
     callback_list.on_train_begin()
     training_logs = None
+    epochs = data.epochs()
     for epoch in range(spec.initial_epoch, spec.epochs):
         stepper.reset()
         callback_list.on_epoch_begin(epoch)
-        for step, (x, y) in enumerate(data.train):
+        for step, (x, y) in enumerate(next(epochs)):
             callback_list.on_train_batch_begin(step)
             stepper.train_batch(x, y)
             callback_list.on_train_batch_end(step, stepper.results())

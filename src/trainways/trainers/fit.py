@@ -32,6 +32,7 @@ def train(
         validation_data=data.validation,
         epochs=spec.epochs,
         initial_epoch=spec.initial_epoch,
+        steps_per_epoch=data.steps_per_epoch,
         callbacks=list(callbacks or []),
         shuffle=False,  # The dataset reshuffles itself each epoch; Keras must not try to.
         verbose=0,  # Progress and epoch lines come from trainways' own callbacks, in every method.
