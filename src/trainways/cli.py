@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -312,6 +313,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out or rundir.default_run_dir(config.train.method), overwrite=args.overwrite
     )
     rundir.write_json(out / rundir.CONFIG, config.to_dict())
+    _setup_logging(out / rundir.LOG, quiet=args.quiet)
     return _run(out, config, reuters, args)
 
 
@@ -325,13 +327,9 @@ def _resume(args: argparse.Namespace) -> int:
     status = rundir.require_resumable(out)
     config = RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG))
     if args.data:  # the same data, moved: only its location may change
-        config = RunConfig.from_dict(
-            {
-                **config.to_dict(),
-                "data": {**config.to_dict()["data"], "source": str(Path(args.data).resolve())},
-            }
-        )
-    config = RunConfig.from_dict({**config.to_dict(), "device": _device_config(args).__dict__})
+        config = replace(config, data=replace(config.data, source=str(Path(args.data).resolve())))
+    if args.gpu is not None or args.cpu or args.gpu_memory_limit is not None:
+        config = replace(config, device=_device_config(args))
     reuters = _load_data(config.data)
     from trainways.checkpoint import load_checkpoint
 
@@ -345,7 +343,6 @@ def _resume(args: argparse.Namespace) -> int:
 def _run(
     out: Path, config: RunConfig, reuters: Any, args: argparse.Namespace, resume_from: Any = None
 ) -> int:
-    _setup_logging(out / rundir.LOG, quiet=args.quiet)
     rundir.set_status(out, rundir.RUNNING)
     try:
         from trainways.devices import configure_devices
