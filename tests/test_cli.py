@@ -229,3 +229,11 @@ def test_console_script_help_is_fast_to_import():
     )
     assert result.returncode == 0, result.stderr
     assert "usage: trainways" in result.stdout
+
+
+def test_overwrite_clears_the_old_runs_checkpoints(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert _train(corpus, out, "--epochs", "3") == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0003"]
+    assert _train(corpus, out, "--epochs", "1", "--overwrite") == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0001"]

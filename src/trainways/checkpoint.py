@@ -47,9 +47,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from trainways import rundir
+
 LOG = logging.getLogger("trainways")
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = rundir.CHECKPOINTS
 ARRAYS = "arrays.npz"
 STATE = "state.json"
 FORMAT_VERSION = 1

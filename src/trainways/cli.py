@@ -313,12 +313,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out or rundir.default_run_dir(config.train.method), overwrite=args.overwrite
     )
     rundir.write_json(out / rundir.CONFIG, config.to_dict())
+    rundir.set_status(out, rundir.RUNNING)
     _setup_logging(out / rundir.LOG, quiet=args.quiet)
     return _run(out, config, reuters, args)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    given = [f"--{name.replace('_', '-')}" for name in _TRAINING_OPTIONS if _given(args, name)]
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in _TRAINING_OPTIONS
+        if _given(args, name) is not None
+    ]
     if args.out is not None or args.overwrite:
         given.append("--out/--overwrite")
     if given:
@@ -343,7 +348,6 @@ def _resume(args: argparse.Namespace) -> int:
 def _run(
     out: Path, config: RunConfig, reuters: Any, args: argparse.Namespace, resume_from: Any = None
 ) -> int:
-    rundir.set_status(out, rundir.RUNNING)
     try:
         from trainways.devices import configure_devices
         from trainways.run import run_training
@@ -351,8 +355,8 @@ def _run(
         device = configure_devices(config.device)
         return run_training(out, config, reuters, device, quiet=args.quiet, resume_from=resume_from)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-        rundir.set_status(out, rundir.INTERRUPTED, resume=f"trainways train --resume {out}")
-        LOG.info("interrupted; resume with: trainways train --resume %s", out)
+        rundir.set_status(out, rundir.INTERRUPTED, resume=rundir.resume_command(out))
+        LOG.info("interrupted; resume with: %s", rundir.resume_command(out))
         return EXIT_INTERRUPTED
     except BaseException as error:
         rundir.set_status(out, rundir.FAILED, error=f"{type(error).__name__}: {error}")
@@ -419,7 +423,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "test_wires": len(reuters.y_test),
         **{k: float(v) for k, v in results.items()},
     }
-    rundir.write_json(args.run_dir / "evaluation.json", payload)
+    rundir.write_json(args.run_dir / rundir.EVALUATION, payload)
     print(f"test split of {reuters.source}: {len(reuters.y_test)} wires")
     for key in ("loss", "accuracy", "top5_accuracy"):
         if key in results:

@@ -109,11 +109,6 @@ def schedule_callbacks(config: RunConfig) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
-def resume_command(out: Path) -> str:
-    """The command that continues the run in ``out``."""
-    return f"trainways train --resume {out}"
-
-
 def run_training(
     out: Path,
     config: RunConfig,
@@ -182,13 +177,13 @@ def run_training(
             rundir.INTERRUPTED,
             signal=signal.Signals(stop.signum).name,
             epochs_completed=done,
-            resume=resume_command(out),
+            resume=rundir.resume_command(out),
         )
         LOG.info(
             "%s: stopped after %d complete epoch(s); resume with: %s",
             signal.Signals(stop.signum).name,
             done,
-            resume_command(out),
+            rundir.resume_command(out),
         )
         return EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
     except tw_callbacks.NonFiniteLoss as stop:

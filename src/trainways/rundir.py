@@ -9,6 +9,8 @@ Layout::
     metrics.json    final and best-epoch metrics, epoch times
     model.keras     the trained model
     encoder.json    word index, topic names and encoding options, for ``predict``
+    evaluation.json what ``trainways evaluate`` measured
+    checkpoints/    the last two epoch-end checkpoints (see :mod:`trainways.checkpoint`)
 
 ``status.json`` is written first as "running" and rewritten last, so a directory is complete
 exactly when it says "completed".
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +33,8 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 MODEL = "model.keras"
 ENCODER = "encoder.json"
+EVALUATION = "evaluation.json"
+CHECKPOINTS = "checkpoints"
 
 RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
 
@@ -82,8 +87,10 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
             raise RunDirError(
                 f"--out {path} exists and is not empty: choose another --out or pass --overwrite"
             )
-        for name in (CONFIG, STATUS, LOG, HISTORY, METRICS, MODEL, ENCODER):
+        for name in (CONFIG, STATUS, LOG, HISTORY, METRICS, MODEL, ENCODER, EVALUATION):
             (path / name).unlink(missing_ok=True)
+        # An old run's checkpoints would otherwise be resumed as if they were this run's.
+        shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -92,6 +99,11 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
     except OSError as error:
         raise RunDirError(f"cannot write to --out {path}: {error.strerror or error}") from None
     return path
+
+
+def resume_command(path: Path) -> str:
+    """The command that continues the run in ``path``."""
+    return f"trainways train --resume {path}"
 
 
 def set_status(path: Path, state: str, **details: Any) -> None:
