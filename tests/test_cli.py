@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -128,23 +129,65 @@ def test_log_goes_to_stdout_unless_quiet(corpus, tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_evaluate_and_predict(trained_run, capsys):
+def test_evaluate_uses_the_best_epoch_and_reports_by_topic(trained_run, capsys):
+    metrics = json.loads((trained_run / rundir.METRICS).read_text())
+    assert (trained_run / rundir.BEST).is_file()
     assert main(["evaluate", str(trained_run)]) == 0
     out = capsys.readouterr().out
-    assert "accuracy" in out and "top5_accuracy" in out
-    evaluation = json.loads((trained_run / "evaluation.json").read_text())
-    metrics = json.loads((trained_run / rundir.METRICS).read_text())
-    assert evaluation["accuracy"] == pytest.approx(metrics["final"]["val_accuracy"], abs=1e-6)
+    assert out.startswith("best.keras on the test split")
+    evaluation = json.loads((trained_run / rundir.EVALUATION).read_text())
+    assert evaluation["accuracy"] == pytest.approx(metrics["best"]["val_accuracy"], abs=1e-6)
+    assert evaluation["top5_accuracy"] == pytest.approx(metrics["best"]["val_top5_accuracy"])
+    assert set(evaluation["per_topic"]) == {"copper", "grain", "crude", "money-fx", "ship", "sugar"}
+    supports = sum(t["support"] for t in evaluation["per_topic"].values())
+    assert supports == evaluation["test_wires"]
+    assert 0.0 <= evaluation["macro_f1"] <= 1.0 and "weighted_f1" in evaluation
+    for suffix in ("png", "svg"):
+        assert (trained_run / f"confusion_matrix.{suffix}").stat().st_size > 1000
+    assert main(["evaluate", str(trained_run), "--last"]) == 0
+    last = json.loads((trained_run / rundir.EVALUATION).read_text())
+    assert last["accuracy"] == pytest.approx(metrics["final"]["val_accuracy"], abs=1e-6)
+    assert last["model"].endswith("model.keras")
 
-    # Wire-length text: the tutorial's CNN flattens positions, so a few words alone, all at the
-    # end of the padded window, are not what it learned from.
-    text = "the copper mine said output of copper and smelter tonnes rose in the year " * 2
-    assert main(["predict", str(trained_run), text]) == 0
+
+# Wire-length text: the tutorial's CNN flattens positions, so a few words alone, all at the end
+# of the padded window, are not what it learned from.
+COPPER = "the copper mine said output of copper and smelter tonnes rose in the year " * 2
+GRAIN = "farmers said the wheat and corn harvest of bushels rose in the year " * 2
+
+
+def test_predict_prints_the_top_five_topics(trained_run, capsys):
+    assert main(["predict", str(trained_run), COPPER]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5
     assert lines[0].startswith("1. copper")
     probabilities = [float(line.split()[-1]) for line in lines]
     assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_predict_file_stdin_and_json(trained_run, tmp_path, capsys, monkeypatch):
+    wires = tmp_path / "wires.txt"
+    wires.write_text(f"{COPPER}\n\n{GRAIN}\n")
+    assert main(["predict", str(trained_run), "--file", str(wires), "--json", "--top-k", "3"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [len(r["topics"]) for r in results] == [3, 3]
+    assert [r["topics"][0]["topic"] for r in results] == ["copper", "grain"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(GRAIN + "\n"))
+    assert main(["predict", str(trained_run), "--file", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["topics"][0]["topic"] == "grain"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["   "], "no text to classify"),
+        (["--file", "/no/such/wires.txt"], "cannot read --file /no/such/wires.txt"),
+        (["some", "--file", "x.txt"], "either as arguments or with --file, not both"),
+    ],
+)
+def test_predict_bad_input(trained_run, argv, needle, capsys):
+    assert main(["predict", str(trained_run), *argv]) == 2
+    assert needle in _one_line_error(capsys)
 
 
 def test_predict_without_known_words_is_a_clear_error(trained_run, capsys):

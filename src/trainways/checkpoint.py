@@ -162,6 +162,13 @@ def _set_early_stopping(callback: keras.callbacks.EarlyStopping, state: Callback
 register_state_adapter(
     keras.callbacks.EarlyStopping, StateAdapter(_get_early_stopping, _set_early_stopping)
 )
+register_state_adapter(
+    keras.callbacks.ModelCheckpoint,
+    StateAdapter(
+        lambda callback: {"best": _optional_float(callback.best)},
+        lambda callback, state: setattr(callback, "best", state["best"]),
+    ),
+)
 # trainways.callbacks.HalveLearningRate (any LearningRateScheduler) needs no adapter: its
 # schedule is a pure function of the epoch index and the current rate, and the rate is one of the
 # optimizer variables that every checkpoint holds.

@@ -7,6 +7,7 @@ TensorFlow is imported only by the commands that train or run a model, so ``--he
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -222,11 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", metavar="PATH", help="where to read the data now (default: as the run did)"
     )
+    evaluate.add_argument(
+        "--last", action="store_true", help="the last epoch's model instead of the best one"
+    )
 
     predict = commands.add_parser("predict", help="most likely topics of a newswire text")
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    predict.add_argument("text", nargs="+", metavar="TEXT", help="the text (quote it)")
+    predict.add_argument("text", nargs="*", metavar="TEXT", help="the text (quote it)")
+    predict.add_argument(
+        "--file", type=Path, metavar="FILE", help="one wire per line; - reads standard input"
+    )
     predict.add_argument("--top-k", type=_positive_int, default=5, help="default: 5")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.add_argument(
+        "--last", action="store_true", help="the last epoch's model instead of the best one"
+    )
 
     data = commands.add_parser("data", help="the Reuters data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -384,32 +395,31 @@ def cmd_agree(args: argparse.Namespace) -> int:
     return 0 if agreement.ok else 1
 
 
-def _load_run_model(run_dir: Path) -> Any:
+def _load_run_model(run_dir: Path, *, last: bool) -> tuple[Any, Path]:
+    """The run's best-epoch model (or its last with ``last``), compiled as it was trained."""
     rundir.require_completed(run_dir)
     _quiet_tensorflow()
     import keras
 
-    path = run_dir / rundir.MODEL
+    path = run_dir / (
+        rundir.MODEL if last or not (run_dir / rundir.BEST).is_file() else rundir.BEST
+    )
     try:
-        return keras.models.load_model(path)
+        return keras.models.load_model(path), path
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load the model {path}: {error}") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """``trainways evaluate RUN_DIR``: the saved model's metrics on the test split."""
-    model = _load_run_model(args.run_dir)
+    """``trainways evaluate RUN_DIR``: the model's test-split metrics, overall and by topic."""
+    model, model_path = _load_run_model(args.run_dir, last=args.last)
     config = RunConfig.from_dict(rundir.read_json(args.run_dir / rundir.CONFIG))
     data_config = config.data
     if args.data:
-        data_config = DataConfig(
-            source=args.data,
-            num_words=data_config.num_words,
-            skip_top=data_config.skip_top,
-            max_len=data_config.max_len,
-        )
+        data_config = replace(data_config, source=str(Path(args.data).resolve()))
     reuters = _load_data(data_config)
     from trainways.data import make_dataset, pad
+    from trainways.report import classification_summary, plot_confusion_matrix
 
     test = make_dataset(
         pad(reuters.x_test, data_config.max_len),
@@ -417,38 +427,89 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=config.train.batch_size,
         shuffle=False,
     )
-    results = model.evaluate(test, return_dict=True, verbose=0)
+    loss = float(model.evaluate(test, return_dict=True, verbose=0)["loss"])
+    probabilities = model.predict(test, verbose=0)
+    summary = classification_summary(reuters.y_test, probabilities, reuters.topics)
     payload = {
+        "model": str(model_path),
         "data": reuters.source,
         "test_wires": len(reuters.y_test),
-        **{k: float(v) for k, v in results.items()},
+        "loss": loss,
+        **summary,
     }
     rundir.write_json(args.run_dir / rundir.EVALUATION, payload)
-    print(f"test split of {reuters.source}: {len(reuters.y_test)} wires")
-    for key in ("loss", "accuracy", "top5_accuracy"):
-        if key in results:
-            print(f"  {key:14s} {float(results[key]):.4f}")
+    for suffix in ("png", "svg"):
+        plot_confusion_matrix(
+            summary["confusion_matrix"],
+            reuters.topics,
+            args.run_dir / f"{rundir.CONFUSION}.{suffix}",
+        )
+    print(f"{model_path.name} on the test split of {reuters.source}: {len(reuters.y_test)} wires")
+    for key in ("loss", "accuracy", "top5_accuracy", "macro_f1", "weighted_f1"):
+        print(f"  {key:14s} {payload[key]:.4f}")
+    print(f"  {'topic':<16s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}")
+    by_support = sorted(summary["per_topic"].items(), key=lambda item: -item[1]["support"])
+    for topic, figures in by_support:
+        print(
+            f"  {topic:<16s} {figures['precision']:>9.3f} {figures['recall']:>7.3f} "
+            f"{figures['f1']:>7.3f} {figures['support']:>8d}"
+        )
+    print(f"written: {rundir.EVALUATION}, {rundir.CONFUSION}.png/.svg in {args.run_dir}")
     return 0
 
 
+def _texts(args: argparse.Namespace) -> list[str]:
+    if args.file is not None and args.text:
+        raise UsageError("give the text either as arguments or with --file, not both")
+    if args.file is None:
+        texts = [" ".join(args.text)]
+    else:
+        try:
+            handle = sys.stdin if str(args.file) == "-" else args.file.open(encoding="utf-8")
+            with handle:
+                texts = [line.rstrip("\n") for line in handle if line.strip()]
+        except OSError as error:
+            raise UsageError(f"cannot read --file {args.file}: {error.strerror or error}") from None
+    if not any(text.strip() for text in texts):
+        raise UsageError("no text to classify: give a newswire text or --file FILE")
+    return texts
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    """``trainways predict RUN_DIR TEXT``: the top-k topics with probabilities."""
+    """``trainways predict RUN_DIR TEXT...``: the top-k topics of each text, with probabilities."""
     from trainways.data import Reuters, pad
 
-    text = " ".join(args.text)
-    model = _load_run_model(args.run_dir)
+    texts = _texts(args)
+    model, _ = _load_run_model(args.run_dir, last=args.last)
     state = rundir.read_json(args.run_dir / rundir.ENCODER)
     encoder = Reuters.from_encoder_state(state, source=str(args.run_dir))
-    ids = encoder.encode(text)
-    known = [i for i in ids if i not in (state["start_char"], state["oov_char"])]
-    if not known:
-        raise UsageError(
-            f"no word of {text[:60]!r} is in the model's vocabulary: give English newswire text"
+    specials = (state["start_char"], state["oov_char"])
+    encoded = [encoder.encode(text) for text in texts]
+    for text, ids in zip(texts, encoded, strict=True):
+        if not any(i not in specials for i in ids):
+            raise UsageError(
+                f"no word of {text[:60]!r} is in the model's vocabulary: give English newswire text"
+            )
+    probabilities = model.predict(pad(encoded, state["max_len"]), verbose=0)
+    results = []
+    for text, row in zip(texts, probabilities, strict=True):
+        order = np.argsort(row)[::-1][: args.top_k]
+        results.append(
+            {
+                "text": text,
+                "topics": [
+                    {"topic": encoder.topics[i], "probability": float(row[i])} for i in order
+                ],
+            }
         )
-    probabilities = model.predict(pad([ids], state["max_len"]), verbose=0)[0]
-    order = np.argsort(probabilities)[::-1][: args.top_k]
-    for rank, label in enumerate(order, 1):
-        print(f"{rank}. {encoder.topics[label]:<16s} {probabilities[label]:.4f}")
+    if args.json:
+        print(json.dumps(results if args.file is not None else results[0], indent=2))
+        return 0
+    for number, result in enumerate(results):
+        if len(results) > 1:
+            print(f"{'' if number == 0 else chr(10)}[{number + 1}] {result['text'][:70]}")
+        for rank, topic in enumerate(result["topics"], 1):
+            print(f"{rank}. {topic['topic']:<16s} {topic['probability']:.4f}")
     return 0
 
 

@@ -78,3 +78,76 @@ def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> Non
         for epoch in range(epochs):
             writer.writerow({"epoch": epoch, **{key: history[key][epoch] for key in keys}})
     os.replace(tmp, path)
+
+
+def classification_summary(
+    y_true: Sequence[int], probabilities: Any, topics: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, top-5 accuracy, macro / weighted F1 and per-topic figures, by scikit-learn.
+
+    Args:
+        y_true: True label ids.
+        probabilities: ``(n, len(topics))`` predicted probabilities.
+        topics: Topic name of each label id.
+
+    Returns:
+        JSON-ready figures; ``per_topic`` maps each topic name to precision, recall, F1 and
+        support (topics absent from ``y_true`` have support 0).
+    """
+    import numpy as np
+    from sklearn import metrics
+
+    probabilities = np.asarray(probabilities)
+    labels = list(range(len(topics)))
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, predicted, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(metrics.accuracy_score(y_true, predicted)),
+        "top5_accuracy": float(
+            metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels)
+        ),
+        "macro_f1": float(
+            metrics.f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)
+        ),
+        "weighted_f1": float(
+            metrics.f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)
+        ),
+        "per_topic": {
+            topic: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, topic in enumerate(topics)
+        },
+        "confusion_matrix": metrics.confusion_matrix(y_true, predicted, labels=labels).tolist(),
+    }
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], topics: Sequence[str], path: Path
+) -> None:
+    """Save a confusion matrix with topic names on both axes (format from ``path``'s suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none assumed
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix)
+    size = max(6.0, 0.22 * len(topics) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    # Log colour scale: "earn" and "acq" would otherwise wash every other cell out.
+    image = axes.imshow(np.log1p(counts), cmap="Blues")
+    axes.set_xticks(range(len(topics)), topics, rotation=90, fontsize=7)
+    axes.set_yticks(range(len(topics)), topics, fontsize=7)
+    axes.set_xlabel("predicted topic")
+    axes.set_ylabel("true topic")
+    axes.set_title("Confusion matrix (test split, log colour scale)")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="log(1 + wires)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

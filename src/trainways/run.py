@@ -159,10 +159,18 @@ def run_training(
     ]
     if not quiet and sys.stdout.isatty():
         callbacks.append(tw_callbacks.BatchProgress())
+    # The tutorial's model overfits after a few epochs, so its last epoch is rarely its best.
+    best = keras.callbacks.ModelCheckpoint(
+        str(out / rundir.BEST), monitor="val_accuracy", mode="max", save_best_only=True
+    )
     callbacks += [
         keras.callbacks.CSVLogger(str(out / rundir.HISTORY), append=resume_from is not None),
+        best,
         checkpoint.EpochCheckpoint(
-            out, callbacks=schedule, initial_history=history_so_far, restore_from=resume_from
+            out,
+            callbacks=[*schedule, best],
+            initial_history=history_so_far,
+            restore_from=resume_from,
         ),
     ]
 

@@ -7,7 +7,8 @@ Layout::
     train.log       everything the run printed
     history.csv     one row per finished epoch, written as the run goes (Keras CSVLogger)
     metrics.json    final and best-epoch metrics, epoch times
-    model.keras     the trained model
+    model.keras     the model after the last epoch
+    best.keras      the model of the epoch with the best val_accuracy (Keras ModelCheckpoint)
     encoder.json    word index, topic names and encoding options, for ``predict``
     evaluation.json what ``trainways evaluate`` measured
     checkpoints/    the last two epoch-end checkpoints (see :mod:`trainways.checkpoint`)
@@ -32,6 +33,8 @@ LOG = "train.log"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 MODEL = "model.keras"
+BEST = "best.keras"
+CONFUSION = "confusion_matrix"
 ENCODER = "encoder.json"
 EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoints"
@@ -87,7 +90,20 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
             raise RunDirError(
                 f"--out {path} exists and is not empty: choose another --out or pass --overwrite"
             )
-        for name in (CONFIG, STATUS, LOG, HISTORY, METRICS, MODEL, ENCODER, EVALUATION):
+        names = (
+            CONFIG,
+            STATUS,
+            LOG,
+            HISTORY,
+            METRICS,
+            MODEL,
+            BEST,
+            ENCODER,
+            EVALUATION,
+            f"{CONFUSION}.png",
+            f"{CONFUSION}.svg",
+        )
+        for name in names:
             (path / name).unlink(missing_ok=True)
         # An old run's checkpoints would otherwise be resumed as if they were this run's.
         shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
