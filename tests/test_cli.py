@@ -280,3 +280,17 @@ def test_overwrite_clears_the_old_runs_checkpoints(corpus, tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0003"]
     assert _train(corpus, out, "--epochs", "1", "--overwrite") == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0001"]
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_tensorboard_logs_scalars_and_learning_rate(corpus, tmp_path, method):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert _train(corpus, out, "--method", method, "--tensorboard") == 0
+    train_logs = out / "tensorboard" / "train"
+    events = EventAccumulator(str(train_logs), size_guidance={"tensors": 0}).Reload()
+    tags = set(events.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= tags
+    assert len(events.Tensors("epoch_loss")) == 2
+    assert (out / "tensorboard" / "validation").is_dir()

@@ -102,7 +102,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 # Options that define the training; with --resume they come from the run's config.json.
 _TRAINING_OPTIONS = (
     "method", "epochs", "batch_size", "max_len", "lr", "lr_halve_at", "seed", "deterministic",
-    "patience", "xla", "model", "num_words", "skip_top",
+    "patience", "tensorboard", "xla", "model", "num_words", "skip_top",
 )  # fmt: skip
 
 
@@ -151,6 +151,12 @@ def _add_training_options(parser: argparse.ArgumentParser, *, epochs_default: in
         action="store_true",
         default=None,
         help="compile the training steps with XLA (every method alike)",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="write TensorBoard logs to RUN_DIR/tensorboard (view: tensorboard --logdir RUN_DIR)",
     )
     parser.add_argument("--model", help="model preset (default: cnn)")
     _add_data_options(parser)
@@ -280,6 +286,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             seed=pick("seed", secrets.randbelow(2**31)),
             deterministic=pick("deterministic", train.deterministic),
             patience=pick("patience", train.patience),
+            tensorboard=pick("tensorboard", train.tensorboard),
             jit_compile=pick("xla", train.jit_compile),
         ),
         device=_device_config(args),

@@ -80,6 +80,8 @@ class TrainConfig:
             bit for bit (and resumes bit for bit).
         patience: Stop early when ``val_loss`` has not improved for this many epochs
             (``keras.callbacks.EarlyStopping``); ``None`` never stops early.
+        tensorboard: Write TensorBoard logs (per-epoch scalars, learning rate) into the run
+            directory's ``tensorboard/``.
         jit_compile: Compile the step functions with XLA. One explicit value for all methods,
             since Keras's ``"auto"`` would turn XLA on for ``fit`` on a GPU but not for a
             hand-written loop.
@@ -93,6 +95,7 @@ class TrainConfig:
     seed: int | None = None
     deterministic: bool = False
     patience: int | None = None
+    tensorboard: bool = False
     jit_compile: bool = False
 
     def __post_init__(self) -> None:

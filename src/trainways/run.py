@@ -159,6 +159,9 @@ def run_training(
     ]
     if not quiet and sys.stdout.isatty():
         callbacks.append(tw_callbacks.BatchProgress())
+    if train.tensorboard:
+        # Keras's own callback; it also logs the learning rate each epoch.
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
     # The tutorial's model overfits after a few epochs, so its last epoch is rarely its best.
     best = keras.callbacks.ModelCheckpoint(
         str(out / rundir.BEST), monitor="val_accuracy", mode="max", save_best_only=True

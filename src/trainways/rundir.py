@@ -12,6 +12,7 @@ Layout::
     encoder.json    word index, topic names and encoding options, for ``predict``
     evaluation.json what ``trainways evaluate`` measured
     checkpoints/    the last two epoch-end checkpoints (see :mod:`trainways.checkpoint`)
+    tensorboard/    TensorBoard logs, with ``--tensorboard``
 
 ``status.json`` is written first as "running" and rewritten last, so a directory is complete
 exactly when it says "completed".
@@ -38,6 +39,7 @@ CONFUSION = "confusion_matrix"
 ENCODER = "encoder.json"
 EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 
 RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
 
@@ -107,6 +109,7 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
             (path / name).unlink(missing_ok=True)
         # An old run's checkpoints would otherwise be resumed as if they were this run's.
         shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(path / TENSORBOARD, ignore_errors=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
