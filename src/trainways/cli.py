@@ -245,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--last", action="store_true", help="the last epoch's model instead of the best one"
     )
 
+    export = commands.add_parser(
+        "export", help="write a SavedModel that classifies raw text (for TensorFlow Serving)"
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("out", type=Path, metavar="OUT", help="directory to create")
+    export.add_argument(
+        "--last", action="store_true", help="the last epoch's model instead of the best one"
+    )
+
     data = commands.add_parser("data", help="the Reuters data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_commands.add_parser("info", help="where the data comes from and its statistics")
@@ -520,6 +529,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``trainways export RUN_DIR OUT``: a SavedModel serving raw text → topic probabilities."""
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"{args.out} exists and is not empty: choose a new directory")
+    model, model_path = _load_run_model(args.run_dir, last=args.last)
+    state = rundir.read_json(args.run_dir / rundir.ENCODER)
+    from trainways.export import SIGNATURE, export_text_model
+
+    export_text_model(model, state, args.out)
+    print(
+        f"exported {model_path} to {args.out} (signature '{SIGNATURE}': strings -> "
+        f"{len(state['topics'])} topic probabilities)"
+    )
+    return 0
+
+
 def cmd_data_info(args: argparse.Namespace) -> int:
     """``trainways data info``: where the data comes from and its statistics."""
     from trainways.data import describe
@@ -560,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "agree": cmd_agree,
         "evaluate": cmd_evaluate,
         "predict": cmd_predict,
+        "export": cmd_export,
         "data": cmd_data_info,
     }
     try:
