@@ -166,21 +166,19 @@ def run_training(
     best = keras.callbacks.ModelCheckpoint(
         str(out / rundir.BEST), monitor="val_accuracy", mode="max", save_best_only=True
     )
+    checkpointer = checkpoint.EpochCheckpoint(
+        out, callbacks=[*schedule, best], initial_history=history_so_far, restore_from=resume_from
+    )
     callbacks += [
         keras.callbacks.CSVLogger(str(out / rundir.HISTORY), append=resume_from is not None),
         best,
-        checkpoint.EpochCheckpoint(
-            out,
-            callbacks=[*schedule, best],
-            initial_history=history_so_far,
-            restore_from=resume_from,
-        ),
+        checkpointer,  # last: it saves the state the callbacks before it have just updated
     ]
 
     rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
     started = time.perf_counter()
     try:
-        history = get_trainer(train.method)(training.model, training.data, training.spec, callbacks)
+        get_trainer(train.method)(training.model, training.data, training.spec, callbacks)
     except tw_callbacks.Interrupted as stop:
         done = _epochs_completed(out)
         rundir.set_status(
@@ -211,11 +209,8 @@ def run_training(
     finally:
         signals.restore_handlers()
 
-    full_history = {
-        key: [*history_so_far.get(key, []), *values] for key, values in history.history.items()
-    }
     summary = summarize_history(
-        full_history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
+        checkpointer.history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
     )
     training.model.save(out / rundir.MODEL)
     rundir.write_json(
