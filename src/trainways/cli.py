@@ -78,6 +78,16 @@ _non_negative_int = _number(int, at_least=0)
 _seed = _number(int, at_least=0, below=2**31)
 
 
+def _method_list(text: str) -> tuple[str, ...]:
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or len(set(methods)) != len(methods):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct methods from {', '.join(METHODS)}, got {text!r}"
+        )
+    return methods
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -245,6 +255,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--last", action="store_true", help="the last epoch's model instead of the best one"
     )
 
+    compare = commands.add_parser(
+        "compare",
+        help="train the methods one after another and write a side-by-side report",
+        description="Train each method under one config and seed into DIR/<method>, then write "
+        "DIR/report.md and a self-contained DIR/report.html with a table, curves and the "
+        "agreement figures.",
+    )
+    compare.add_argument(
+        "--methods",
+        type=_method_list,
+        help="comma-separated subset, e.g. fit,loop (default: fit,batch,loop)",
+    )
+    _add_training_options(compare)
+    compare.add_argument(
+        "--tutorial",
+        action="store_true",
+        help="the tutorial chapter's settings: 10 epochs, LR halved at epoch 5 for batch only",
+    )
+    compare.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="comparison directory (default: runs/<time>-compare)",
+    )
+    compare.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
+    compare.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue an interrupted comparison"
+    )
+    _add_run_options(compare)
+
     export = commands.add_parser(
         "export", help="write a SavedModel that classifies raw text (for TensorFlow Serving)"
     )
@@ -263,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _given(args: argparse.Namespace, name: str) -> Any:
     return getattr(args, name, None)
+
+
+def _given_training_options(args: argparse.Namespace) -> list[str]:
+    """The training options given on the command line (refused with ``--resume``)."""
+    return [f"--{n.replace('_', '-')}" for n in _TRAINING_OPTIONS if _given(args, n) is not None]
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -346,11 +391,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    given = [
-        f"--{name.replace('_', '-')}"
-        for name in _TRAINING_OPTIONS
-        if _given(args, name) is not None
-    ]
+    given = _given_training_options(args)
     if args.out is not None or args.overwrite:
         given.append("--out/--overwrite")
     if given:
@@ -529,6 +570,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``trainways compare``: the methods side by side, with a report."""
+    from trainways.compare import load_comparison_state, run_comparison
+
+    if args.resume is not None:
+        given = _given_training_options(args)
+        if args.methods or args.tutorial or args.out is not None:
+            given.append("--methods/--tutorial/--out")
+        if given:
+            raise UsageError(
+                "--resume continues with the comparison's own settings: drop " + ", ".join(given)
+            )
+        out = args.resume
+        state = load_comparison_state(out)
+        config = RunConfig.from_dict(state["config"])
+        methods, tutorial = tuple(state["methods"]), bool(state["tutorial"])
+    else:
+        config = config_from_args(args)
+        methods, tutorial = args.methods or METHODS, args.tutorial
+        _load_data(config.data)  # a bad --data fails here, before any directory exists
+        out = rundir.prepare(
+            args.out or rundir.default_run_dir("compare"), overwrite=args.overwrite
+        )
+    _setup_logging(None, quiet=args.quiet)
+    return run_comparison(out, config, methods, tutorial=tutorial, log=LOG.info, quiet=args.quiet)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``trainways export RUN_DIR OUT``: a SavedModel serving raw text → topic probabilities."""
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
@@ -586,6 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "predict": cmd_predict,
         "export": cmd_export,
+        "compare": cmd_compare,
         "data": cmd_data_info,
     }
     try:

@@ -151,3 +151,227 @@ def plot_confusion_matrix(
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+_METRIC_PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("top5_accuracy", "Top-5 accuracy"))
+_COLOURS = {"fit": "#1f77b4", "batch": "#d62728", "loop": "#2ca02c"}
+
+
+def _final_weights(run: Path) -> list[Any]:
+    """The weights in a run's newest checkpoint, read with NumPy alone (no TensorFlow)."""
+    import numpy as np
+
+    newest = max((run / "checkpoints").glob("epoch-*"), default=None)
+    if newest is None:
+        return []
+    with np.load(newest / "arrays.npz", allow_pickle=False) as arrays:
+        return [arrays[k] for k in sorted(k for k in arrays.files if k.startswith("weights."))]
+
+
+def comparison_rows(
+    out: Path, methods: Sequence[str], peaks: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """One summary row per method from its run directory (``out/<method>``)."""
+    import json
+
+    rows = []
+    for method in methods:
+        run = out / method
+        metrics = json.loads((run / "metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        final, best = metrics["final"], metrics["best"]
+        seconds = metrics["mean_seconds_per_epoch"]
+        train_wires = metrics.get("train_samples")
+        rows.append(
+            {
+                "method": method,
+                "best_val_accuracy": best["val_accuracy"],
+                "best_epoch": best["epoch"],
+                "final_val_accuracy": final["val_accuracy"],
+                "best_val_top5_accuracy": max(
+                    _read_history(run)["val_top5_accuracy"], default=math.nan
+                ),
+                "final_val_top5_accuracy": final["val_top5_accuracy"],
+                "final_loss": final["loss"],
+                "mean_seconds_per_epoch": seconds,
+                "samples_per_second": (train_wires / seconds) if train_wires and seconds else None,
+                "peak_memory_mb": peaks.get(method),
+                "epochs": metrics["epochs"],
+                "lr_halve_at": config["train"]["lr_halve_at"],
+            }
+        )
+    return rows
+
+
+def _read_history(run: Path) -> dict[str, list[float]]:
+    import pandas as pd
+
+    frame = pd.read_csv(run / "history.csv")
+    return {column: frame[column].tolist() for column in frame.columns if column != "epoch"}
+
+
+def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
+    """Per-epoch curves of every method overlaid (SVG and PNG); returns the PNG paths."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    histories = {m: _read_history(out / m) for m in methods}
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    written = []
+    for key, title in _METRIC_PANELS:
+        figure, axes = plt.subplots(figsize=(6.4, 4.0))
+        for method, history in histories.items():
+            epochs = range(1, len(history[key]) + 1)
+            colour = _COLOURS.get(method)
+            axes.plot(epochs, history[key], "--", color=colour, label=f"{method} train")
+            axes.plot(epochs, history[f"val_{key}"], "-", color=colour, label=f"{method} val")
+        axes.set(title=f"{title} per epoch", xlabel="epoch", ylabel=title.lower())
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.legend(fontsize=8, ncol=2)
+        axes.grid(alpha=0.3)
+        written.append(_save(figure, plots / key))
+        plt.close(figure)
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for method in methods:
+        seconds = json.loads((out / method / "metrics.json").read_text())["seconds_per_epoch"]
+        axes.plot(
+            range(1, len(seconds) + 1), seconds, "o-", color=_COLOURS.get(method), label=method
+        )
+    axes.set(title="Seconds per epoch", xlabel="epoch", ylabel="seconds")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    written.append(_save(figure, plots / "seconds_per_epoch"))
+    plt.close(figure)
+    return written
+
+
+def _save(figure: Any, stem: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(stem.with_suffix(".svg"))
+    figure.savefig(stem.with_suffix(".png"), dpi=110)
+    return stem.with_suffix(".png")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+_COLUMNS = (
+    ("method", "method", 0),
+    ("best val acc (epoch)", None, 4),
+    ("final val acc", "final_val_accuracy", 4),
+    ("best val top-5", "best_val_top5_accuracy", 4),
+    ("final val top-5", "final_val_top5_accuracy", 4),
+    ("final loss", "final_loss", 4),
+    ("s / epoch", "mean_seconds_per_epoch", 2),
+    ("train samples / s", "samples_per_second", 0),
+    ("peak memory (MB)", "peak_memory_mb", 0),
+)
+
+
+def _cells(row: Mapping[str, Any]) -> list[str]:
+    cells = []
+    for _, key, digits in _COLUMNS:
+        if key is None:
+            cells.append(f"{row['best_val_accuracy']:.4f} ({row['best_epoch']})")
+        elif key == "method":
+            cells.append(str(row["method"]))
+        else:
+            value = row[key]
+            whole = digits == 0 and value is not None
+            cells.append(f"{value:,.0f}" if whole else _fmt(value, digits))
+    return cells
+
+
+def write_comparison_report(
+    out: Path, methods: Sequence[str], peaks: Mapping[str, float], *, tutorial: bool
+) -> None:
+    """``report.md``, a self-contained ``report.html``, ``comparison.json`` and the plots."""
+    import base64
+    import html
+    import json
+
+    from trainways.agreement import compare
+
+    rows = comparison_rows(out, methods, peaks)
+    pngs = plot_comparison(out, methods)
+    weights = {
+        m: [(f"weight {i}", w) for i, w in enumerate(_final_weights(out / m))] for m in methods
+    }
+    histories = {m: _read_history(out / m) for m in methods}
+    agreement = None
+    same_length = len({len(h["loss"]) for h in histories.values()}) == 1
+    if len(methods) > 1 and same_length and not tutorial:
+        agreement = compare(weights, weights, histories)
+    payload = {
+        "methods": list(methods),
+        "tutorial": tutorial,
+        "rows": rows,
+        "agreement": agreement.to_dict() if agreement else None,
+    }
+    (out / "comparison.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+
+    headers = [title for title, _, _ in _COLUMNS]
+    lines = ["# trainways comparison", ""]
+    if tutorial:
+        lines += [
+            "Settings of the tutorial chapter: 10 epochs; the learning rate halved at epoch 5 "
+            "for `batch` only. The methods trained different schedules, so their weights are "
+            "not compared.",
+            "",
+        ]
+    lines += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    agreement_text = (
+        f"Largest final weight difference between methods: {agreement.weight_difference:.3e}; "
+        f"largest per-epoch metric difference: {agreement.metric_difference:.3e} "
+        f"(val_accuracy {agreement.val_accuracy_difference:.3e})."
+        if agreement
+        else "Agreement figures: not computed (one method, or different settings)."
+    )
+    lines += ["", "## Agreement", "", agreement_text, "", "## Curves", ""]
+    lines += [f"![{png.stem}](plots/{png.name})" for png in pngs]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def image(png: Path) -> str:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        # data-loaded lets a headless browser test tell that each image really decoded.
+        return (
+            f'<img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}" '
+            'onload="this.dataset.loaded=1">'
+        )
+
+    table = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(row)) + "</tr>"
+        for row in rows
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>trainways comparison</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: .35rem .6rem; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; font-weight: 600; }}
+.plots {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(28rem, 1fr)); gap: 1rem; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>trainways comparison</h1>
+{"<p>" + html.escape(lines[2]) + "</p>" if tutorial else ""}
+<table id="results"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in headers)}</tr>
+</thead><tbody>{table}</tbody></table>
+<h2>Agreement</h2><p>{html.escape(agreement_text)}</p>
+<h2>Curves</h2><div class="plots">{"".join(image(p) for p in pngs)}</div>
+</body></html>
+"""
+    (out / "report.html").write_text(page, encoding="utf-8")

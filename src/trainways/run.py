@@ -212,6 +212,7 @@ def run_training(
     summary = summarize_history(
         checkpointer.history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
     )
+    summary["train_samples"] = len(reuters.y_train)
     training.model.save(out / rundir.MODEL)
     rundir.write_json(
         out / rundir.ENCODER, {**reuters.encoder_state(), "max_len": config.data.max_len}

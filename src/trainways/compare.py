@@ -1,0 +1,144 @@
+"""``trainways compare``: the three methods under one configuration, side by side.
+
+Each method trains in its own child process (``trainways train``), into its own run directory under
+the comparison directory, so that each gets a clean TensorFlow runtime and its own peak memory
+figure (the child's ``ru_maxrss``). The report is then written from what the runs left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from trainways import rundir
+from trainways.config import RunConfig
+
+STATE = "compare.json"
+
+
+def tutorial_config(config: RunConfig, method: str) -> RunConfig:
+    """The tutorial chapter's own settings for ``method``: 10 epochs; LR halved at 5 for batch."""
+    return replace(
+        config,
+        train=replace(
+            config.train,
+            method=method,
+            epochs=10,
+            lr_halve_at=5 if method == "batch" else None,
+        ),
+    )
+
+
+def train_argv(config: RunConfig, out: Path, *, quiet: bool = True) -> list[str]:
+    """``trainways train`` arguments that reproduce ``config`` into ``out``."""
+    train, data, device = config.train, config.data, config.device
+    argv = [
+        "train", "--method", train.method, "--epochs", str(train.epochs),
+        "--batch-size", str(train.batch_size), "--max-len", str(data.max_len),
+        "--lr", repr(train.learning_rate), "--seed", str(train.seed),
+        "--model", config.model.preset, "--skip-top", str(data.skip_top),
+        "--out", str(out), *(["--quiet"] if quiet else []),
+    ]  # fmt: skip
+    optional = {
+        "--lr-halve-at": train.lr_halve_at,
+        "--patience": train.patience,
+        "--num-words": data.num_words,
+        "--data": data.source,
+        "--gpu": device.gpu,
+        "--gpu-memory-limit": device.gpu_memory_limit,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, on in {
+        "--deterministic": train.deterministic,
+        "--tensorboard": train.tensorboard,
+        "--xla": train.jit_compile,
+        "--cpu": device.cpu,
+    }.items():
+        if on:
+            argv.append(flag)
+    return argv
+
+
+def _run_child(argv: list[str]) -> tuple[int, float]:
+    """Run ``trainways`` with ``argv``; return its exit status and peak resident memory (MB)."""
+    child = subprocess.Popen([sys.executable, "-m", "trainways.cli", *argv])
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage.ru_maxrss / 1024  # Linux reports kilobytes
+
+
+def run_comparison(
+    out: Path,
+    config: RunConfig,
+    methods: tuple[str, ...],
+    *,
+    tutorial: bool,
+    log: Any,
+    quiet: bool = False,
+) -> int:
+    """Train ``methods`` one after another into ``out/<method>`` and write the report.
+
+    A method whose run already completed is kept; one that was interrupted is resumed; the rest
+    are trained. So the same call continues an interrupted comparison.
+
+    Returns:
+        0, or the exit status of the first method that did not complete.
+    """
+    state_path = out / STATE
+    state = rundir.read_json(state_path) if state_path.is_file() else {}
+    state.update({"config": config.to_dict(), "methods": list(methods), "tutorial": tutorial})
+    peaks: dict[str, float] = state.setdefault("peak_memory_mb", {})
+    rundir.write_json(state_path, state)
+    for method in methods:
+        run = out / method
+        method_config = (
+            tutorial_config(config, method)
+            if tutorial
+            else replace(config, train=replace(config.train, method=method))
+        )
+        status = (
+            rundir.read_json(run / rundir.STATUS).get("state")
+            if (run / rundir.STATUS).is_file()
+            else None
+        )
+        if status == rundir.COMPLETED:
+            log(f"{method}: already completed in {run}")
+            continue
+        if status is not None:
+            log(f"{method}: resuming the {status} run in {run}")
+            argv = ["train", "--resume", str(run), *(["--quiet"] if quiet else [])]
+        else:
+            log(f"{method}: training into {run}")
+            argv = train_argv(method_config, run, quiet=quiet)
+        code, peak = _run_child(argv)
+        peaks[method] = max(peak, peaks.get(method, 0.0))
+        rundir.write_json(state_path, state)
+        if code != 0:
+            log(
+                f"{method} stopped with exit status {code}; continue the comparison with: "
+                f"trainways compare --resume {out}"
+            )
+            return code
+    from trainways.report import write_comparison_report
+
+    write_comparison_report(out, methods, peaks, tutorial=tutorial)
+    log(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    return 0
+
+
+def load_comparison_state(out: Path) -> dict[str, Any]:
+    """The saved settings of the comparison in ``out`` (for ``--resume``)."""
+    path = out / STATE
+    if not path.is_file():
+        raise rundir.RunDirError(
+            f"--resume {out}: not a trainways comparison (no {STATE}); pass the --out of a "
+            "trainways compare"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,145 @@
+"""``trainways compare``: runs side by side, the report, and the report in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from trainways.cli import main
+
+from helpers import write_corpus
+
+ARGS = ["--epochs", "2", "--max-len", "40", "--seed", "4", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Children inherit the environment: one cache for the whole module.
+    monkeypatch.setenv("TRAINWAYS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("sgml"))
+
+
+@pytest.fixture(scope="module")
+def comparison(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "all"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRAINWAYS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    try:
+        assert main(["compare", "--data", str(corpus), "--out", str(out), *ARGS]) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def test_compare_trains_each_method_into_its_own_run(comparison):
+    for method in ("fit", "batch", "loop"):
+        status = json.loads((comparison / method / "status.json").read_text())
+        assert status["state"] == "completed"
+    report = json.loads((comparison / "comparison.json").read_text())
+    assert [row["method"] for row in report["rows"]] == ["fit", "batch", "loop"]
+    for row in report["rows"]:
+        assert row["epochs"] == 2 and row["peak_memory_mb"] > 100
+        assert row["samples_per_second"] > 0 and 1 <= row["best_epoch"] <= 2
+    # Same seed and configuration: the methods agree, here to the last bit of every weight.
+    assert report["agreement"]["weight_difference_after_epoch_1"] == 0.0
+    assert report["agreement"]["val_accuracy_difference"] <= 0.005
+    for name in ("loss", "accuracy", "top5_accuracy", "seconds_per_epoch"):
+        for suffix in ("png", "svg"):
+            assert (comparison / "plots" / f"{name}.{suffix}").stat().st_size > 1000
+    markdown = (comparison / "report.md").read_text()
+    assert markdown.count("\n| fit |") == 1 and "![loss](plots/loss.png)" in markdown
+
+
+def test_report_html_renders_in_headless_chromium(comparison, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (comparison / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    table = dom.split('<table id="results">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 4  # the header and one row per method
+    assert dom.count("<img") == 4
+    assert dom.count('data-loaded="1"') == 4, "an embedded image did not decode"
+
+
+def test_resume_continues_an_interrupted_comparison(corpus, tmp_path):
+    out = tmp_path / "cmp"
+    assert (
+        main(["compare", "--data", str(corpus), "--out", str(out), "--methods", "fit,loop", *ARGS])
+        == 0
+    )
+    fit_model = (out / "fit" / "model.keras").stat().st_mtime_ns
+    shutil.rmtree(out / "loop")  # as if the comparison had died before its second method
+    (out / "report.html").unlink()
+    assert main(["compare", "--resume", str(out), "--quiet"]) == 0
+    assert (out / "fit" / "model.keras").stat().st_mtime_ns == fit_model  # kept, not retrained
+    assert json.loads((out / "loop" / "status.json").read_text())["state"] == "completed"
+    report = json.loads((out / "comparison.json").read_text())
+    assert [row["method"] for row in report["rows"]] == ["fit", "loop"]
+    assert (out / "report.html").is_file()
+
+
+def test_tutorial_settings(corpus, tmp_path):
+    out = tmp_path / "tutorial"
+    assert (
+        main(
+            [
+                "compare",
+                "--tutorial",
+                "--methods",
+                "batch,loop",
+                "--data",
+                str(corpus),
+                "--out",
+                str(out),
+                "--max-len",
+                "40",
+                "--seed",
+                "4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    batch = json.loads((out / "batch" / "config.json").read_text())["train"]
+    loop = json.loads((out / "loop" / "config.json").read_text())["train"]
+    assert (batch["epochs"], batch["lr_halve_at"]) == (10, 5)
+    assert (loop["epochs"], loop["lr_halve_at"]) == (10, None)
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["tutorial"] is True and report["agreement"] is None
+    assert "halved at epoch 5" in (out / "report.md").read_text()
+
+
+def test_compare_resume_refuses_new_settings(tmp_path, capsys):
+    assert main(["compare", "--resume", str(tmp_path), "--epochs", "3"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err
+    assert main(["compare", "--resume", str(tmp_path)]) == 2
+    assert "not a trainways comparison" in capsys.readouterr().err
+    assert main(["compare", "--methods", "fit,sgd"]) == 2
+    assert "expected distinct methods" in capsys.readouterr().err
