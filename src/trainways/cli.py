@@ -352,7 +352,9 @@ def _device_config(args: argparse.Namespace) -> DeviceConfig:
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is noise for a CLI user.
+    # Hides TensorFlow's C++ info and warning lines while training (tf.data's partial-cache
+    # warning when fit builds the model, for one). The few lines TF prints before its logging
+    # is initialised cannot be silenced this way.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
