@@ -172,6 +172,12 @@ def _add_training_options(parser: argparse.ArgumentParser, *, epochs_default: in
     _add_data_options(parser)
 
 
+def _add_last_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--last", action="store_true", help="the last epoch's model instead of the best one"
+    )
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet",
@@ -239,9 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", metavar="PATH", help="where to read the data now (default: as the run did)"
     )
-    evaluate.add_argument(
-        "--last", action="store_true", help="the last epoch's model instead of the best one"
-    )
+    _add_last_option(evaluate)
 
     predict = commands.add_parser("predict", help="most likely topics of a newswire text")
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -251,9 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--top-k", type=_positive_int, default=5, help="default: 5")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
-    predict.add_argument(
-        "--last", action="store_true", help="the last epoch's model instead of the best one"
-    )
+    _add_last_option(predict)
 
     compare = commands.add_parser(
         "compare",
@@ -290,9 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("out", type=Path, metavar="OUT", help="directory to create")
-    export.add_argument(
-        "--last", action="store_true", help="the last epoch's model instead of the best one"
-    )
+    _add_last_option(export)
 
     data = commands.add_parser("data", help="the Reuters data")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
