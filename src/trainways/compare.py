@@ -69,7 +69,14 @@ def train_argv(config: RunConfig, out: Path, *, quiet: bool = True) -> list[str]
 def _run_child(argv: list[str]) -> tuple[int, float]:
     """Run ``trainways`` with ``argv``; return its exit status and peak resident memory (MB)."""
     child = subprocess.Popen([sys.executable, "-m", "trainways.cli", *argv])
-    _, status, usage = os.wait4(child.pid, 0)
+    while True:
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+            break
+        except KeyboardInterrupt:
+            # Ctrl-C reached the child too (same process group): let it stop at its batch
+            # boundary and mark its run interrupted, then report how to resume.
+            continue
     child.returncode = os.waitstatus_to_exitcode(status)
     return child.returncode, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
@@ -121,9 +128,11 @@ def run_comparison(
         peaks[method] = max(peak, peaks.get(method, 0.0))
         rundir.write_json(state_path, state)
         if code != 0:
-            log(
-                f"{method} stopped with exit status {code}; continue the comparison with: "
-                f"trainways compare --resume {out}"
+            # On stderr even with --quiet: the user must learn how to continue.
+            print(
+                f"trainways compare: {method} stopped with exit status {code}; continue the "
+                f"comparison with: trainways compare --resume {out}",
+                file=sys.stderr,
             )
             return code
     from trainways.report import write_comparison_report
