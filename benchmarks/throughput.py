@@ -7,7 +7,11 @@ warm-up) is left out of the figures. Prints per method and implementation: train
 resident memory of the child, best validation accuracy, and the trainways / reference ratio; plus
 the achieved GFLOP/s, taking the issue's estimate of ~10 MFLOP per training wire.
 
-    python benchmarks/throughput.py --data ../shared/data/reuters21578 [--epochs 4]
+    python benchmarks/throughput.py --data ../shared/data/reuters21578 [--epochs 4] \
+        [--set train.steps_per_execution=epoch --set device.inter_op_threads=2 ...]
+
+``--set SECTION.KEY=VALUE`` changes trainways' configuration (the ``config.json`` keys; VALUE is
+read as JSON, else as a string); without it trainways runs with its defaults.
 """
 
 from __future__ import annotations
@@ -23,20 +27,39 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TRAIN_WIRES = 8_982
 FLOP_PER_WIRE = 10e6  # the issue's estimate for one training wire (forward + backward)
+PEAK_GFLOPS = 166.0  # the issue's estimate of this machine's CPU peak
 
 
-def _worker(method: str, epochs: int, data: str) -> None:
+def _config(method: str, epochs: int, settings: list[str]) -> dict:
+    config: dict = {"train": {"method": method, "epochs": epochs, "seed": 1}}
+    for setting in settings:
+        key, _, raw = setting.partition("=")
+        section, _, name = key.partition(".")
+        if not name or not raw:
+            raise SystemExit(f"--set {setting!r}: write SECTION.KEY=VALUE (train.precision=...)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        config.setdefault(section, {})[name] = value
+    return config
+
+
+def _worker(config_json: str, data: str) -> None:
     """Train with trainways in this process; print the same JSON line as the reference."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
     from trainways.callbacks import EpochLogger
-    from trainways.config import RunConfig, TrainConfig
+    from trainways.config import RunConfig
     from trainways.data import load_reuters
+    from trainways.devices import configure_devices
     from trainways.run import build_training, seed_everything
     from trainways.trainers import get_trainer
 
-    config = RunConfig(train=TrainConfig(method=method, epochs=epochs, seed=1))
+    config = RunConfig.from_dict(json.loads(config_json))
+    method = config.train.method
+    configure_devices(config.device)
     seed_everything(config)
     training = build_training(config, load_reuters(data))
     timer = EpochLogger(logging.getLogger("benchmark.quiet"))
@@ -58,14 +81,18 @@ def _child(argv: list[str]) -> dict:
     return result
 
 
-def _summary(result: dict) -> dict:
-    timed = result["epoch_seconds"][1:] or result["epoch_seconds"]
+def _summary(results: list[dict]) -> dict:
+    """Pooled over repeated runs: median epoch time, largest peak memory, median best accuracy."""
+    timed = [
+        t for result in results for t in (result["epoch_seconds"][1:] or result["epoch_seconds"])
+    ]
     seconds = statistics.median(timed)
     return {
         "samples_per_s": TRAIN_WIRES / seconds,
         "seconds_per_epoch": seconds,
-        "peak_mb": result["peak_mb"],
-        "best_val_accuracy": max(result["val_accuracy"]),
+        "peak_mb": max(result["peak_mb"] for result in results),
+        "best_val_accuracy": statistics.median(max(r["val_accuracy"]) for r in results),
+        "rounds": [TRAIN_WIRES / statistics.median(r["epoch_seconds"][1:]) for r in results],
     }
 
 
@@ -73,40 +100,66 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="Reuters-21578 directory or reuters.npz")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run, first untimed")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of alternating runs")
     parser.add_argument("--methods", default="fit,batch,loop")
-    parser.add_argument("--worker", nargs=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="trainways settings for an extra 'tuned' row, e.g. train.steps_per_execution=epoch",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker[0], args.epochs, args.data)
+        _worker(args.worker, args.data)
         return
-    rows = []
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the first epoch is not timed")
+    print("tuned settings:", " ".join(args.set) or "(none)", flush=True)
+    impls = {
+        "reference": lambda m: [
+            str(HERE / "reference_tutorial.py"),
+            m,
+            "--epochs",
+            str(args.epochs),
+        ],
+        "trainways": lambda m: [__file__, "--worker", json.dumps(_config(m, args.epochs, []))],
+    }
+    if args.set:
+        impls["tuned"] = lambda m: [
+            __file__,
+            "--worker",
+            json.dumps(_config(m, args.epochs, args.set)),
+        ]
+    runs: dict[tuple[str, str], list[dict]] = {}
     for method in args.methods.split(","):
-        reference = _child(
-            [
-                str(HERE / "reference_tutorial.py"),
-                method,
-                "--epochs",
-                str(args.epochs),
-                "--data",
-                args.data,
-            ]
-        )
-        ours = _child(
-            [__file__, "--worker", method, "--epochs", str(args.epochs), "--data", args.data]
-        )
-        rows.append((method, _summary(reference), _summary(ours)))
+        # Alternate implementations within each round, so slow phases of a shared machine hit
+        # them all alike.
+        for round_ in range(args.repeats):
+            for name, argv in impls.items():
+                result = _child([*argv(method), "--data", args.data])
+                runs.setdefault((method, name), []).append(result)
+                print(f"  {method} {name} round {round_ + 1}: done", file=sys.stderr, flush=True)
     print(
         f"{'method':<6} {'impl':<10} {'samples/s':>10} {'s/epoch':>8} {'peak MB':>8} "
-        f"{'best val':>9} {'GFLOP/s':>8} {'ratio':>6}"
+        f"{'best val':>9} {'GFLOP/s':>8} {'% peak':>7} {'ratio':>6}  ratio per round"
     )
-    for method, reference, ours in rows:
-        for name, figures in (("reference", reference), ("trainways", ours)):
+    for method in args.methods.split(","):
+        reference = _summary(runs[method, "reference"])
+        for name in impls:
+            figures = _summary(runs[method, name])
             ratio = figures["samples_per_s"] / reference["samples_per_s"]
+            per_round = ", ".join(
+                f"{ours / theirs:.2f}"
+                for ours, theirs in zip(figures["rounds"], reference["rounds"], strict=True)
+            )
             gflops = figures["samples_per_s"] * FLOP_PER_WIRE / 1e9
             print(
                 f"{method:<6} {name:<10} {figures['samples_per_s']:>10.0f} "
                 f"{figures['seconds_per_epoch']:>8.2f} {figures['peak_mb']:>8.0f} "
-                f"{figures['best_val_accuracy']:>9.4f} {gflops:>8.1f} {ratio:>6.2f}"
+                f"{figures['best_val_accuracy']:>9.4f} {gflops:>8.1f} "
+                f"{100 * gflops / PEAK_GFLOPS:>6.0f}% {ratio:>6.2f}  {per_round}"
             )
 
 

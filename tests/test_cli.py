@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -207,6 +208,9 @@ def test_data_info(corpus, capsys):
         (["train", "--method", "sgd"], "invalid choice: 'sgd'"),
         (["train", "--epochs", "0"], "argument --epochs: must be > 0, got 0"),
         (["train", "--batch-size", "-3"], "argument --batch-size: must be > 0, got -3"),
+        (["train", "--steps-per-execution", "0"], "expected a whole number > 0 or 'epoch'"),
+        (["train", "--precision", "fp8"], "invalid choice: 'fp8'"),
+        (["train", "--intra-op-threads", "-1"], "argument --intra-op-threads: must be >= 0"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
         (["evaluate", "/no/such/run"], "run directory /no/such/run does not exist"),
         (["data", "info", "--data", "/no/such/file.npz"], "/no/such/file.npz"),
@@ -294,3 +298,34 @@ def test_tensorboard_logs_scalars_and_learning_rate(corpus, tmp_path, method):
     assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= tags
     assert len(events.Tensors("epoch_loss")) == 2
     assert (out / "tensorboard" / "validation").is_dir()
+
+
+def test_steps_per_execution_must_divide_the_epoch(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    # The corpus has 115 training wires: 4 steps of 32.
+    assert _train(corpus, out, "--steps-per-execution", "3") == 2
+    assert "3 does not divide the 4 steps of an epoch" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_speed_levers_train_and_are_recorded(corpus, tmp_path):
+    # A child process: thread pools can only be set before TensorFlow starts.
+    out = tmp_path / "run"
+    levers = ["--steps-per-execution", "epoch", "--xla-optimizer", "--precision", "mixed_bfloat16"]
+    threads = ["--intra-op-threads", "1", "--inter-op-threads", "2"]
+    argv = ["train", "--data", str(corpus), "--out", str(out), "--epochs", "2", "--max-len", "40"]
+    result = subprocess.run(
+        [sys.executable, "-m", "trainways.cli", *argv, "--quiet", *levers, *threads],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TRAINWAYS_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / rundir.CONFIG).read_text())
+    assert config["train"]["steps_per_execution"] == "epoch"
+    assert config["train"]["xla_optimizer"] is True
+    assert config["train"]["precision"] == "mixed_bfloat16"
+    assert (config["device"]["intra_op_threads"], config["device"]["inter_op_threads"]) == (1, 2)
+    assert "threads: 1 intra-op / 2 inter-op" in (out / rundir.LOG).read_text()
+    assert json.loads((out / rundir.STATUS).read_text())["state"] == "completed"

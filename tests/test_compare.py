@@ -143,3 +143,22 @@ def test_compare_resume_refuses_new_settings(tmp_path, capsys):
     assert "not a trainways comparison" in capsys.readouterr().err
     assert main(["compare", "--methods", "fit,sgd"]) == 2
     assert "expected distinct methods" in capsys.readouterr().err
+
+
+def test_child_arguments_carry_every_training_and_speed_option(tmp_path):
+    from trainways.cli import build_parser, config_from_args
+    from trainways.compare import train_argv
+    from trainways.config import DeviceConfig, RunConfig, TrainConfig
+
+    config = RunConfig(
+        train=TrainConfig(
+            method="loop",
+            seed=3,
+            steps_per_execution="epoch",
+            xla_optimizer=True,
+            precision="mixed_bfloat16",
+        ),
+        device=DeviceConfig(intra_op_threads=1, inter_op_threads=2),
+    )
+    parsed = config_from_args(build_parser().parse_args(train_argv(config, tmp_path / "run")))
+    assert parsed.train == config.train and parsed.device == config.device

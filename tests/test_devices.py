@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from trainways.config import ConfigError, DeviceConfig
-from trainways.devices import DevicePlan, apply_plan, plan_devices
+from trainways.devices import DevicePlan, apply_plan, apply_threads, plan_devices
 
 GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
 
@@ -45,6 +45,7 @@ def test_missing_gpu_index_is_a_clear_error():
         ({"gpu": -1}, "--gpu must be a GPU index >= 0, got -1"),
         ({"gpu_memory_limit": 0}, "gpu_memory_limit must be positive, got 0"),
         ({"cpu": True, "gpu": 0}, "--cpu hides all GPUs"),
+        ({"intra_op_threads": -1}, "intra_op_threads must be >= 0, got -1: pass --intra-op"),
     ],
 )
 def test_bad_device_config(kwargs, message):
@@ -62,6 +63,15 @@ class FakeTFConfig:
         self.calls = []
         self.fail = fail
         self.experimental = SimpleNamespace(set_memory_growth=self._growth)
+        self.threading = SimpleNamespace(
+            set_intra_op_parallelism_threads=lambda n: self._threads("intra", n),
+            set_inter_op_parallelism_threads=lambda n: self._threads("inter", n),
+        )
+
+    def _threads(self, kind, n):
+        if self.fail:
+            raise RuntimeError("Intra op parallelism cannot be modified after initialization.")
+        self.calls.append((kind, n))
 
     def list_physical_devices(self, kind):
         return list(self.gpus) if kind == "GPU" else ["CPU"]
@@ -109,3 +119,16 @@ def test_configure_devices_on_this_machine_names_the_device():
 
     description = configure_devices(DeviceConfig(cpu=True))
     assert description.startswith("CPU")
+
+
+def test_thread_pools_are_set_only_when_asked():
+    fake = FakeTFConfig([])
+    assert apply_threads(DeviceConfig(), fake) == "" and fake.calls == []
+    note = apply_threads(DeviceConfig(intra_op_threads=1, inter_op_threads=2), fake)
+    assert fake.calls == [("intra", 1), ("inter", 2)]
+    assert note == ", threads: 1 intra-op / 2 inter-op"
+
+
+def test_thread_pools_after_initialisation_are_a_clear_error():
+    with pytest.raises(ConfigError, match="set them before TensorFlow runs anything"):
+        apply_threads(DeviceConfig(intra_op_threads=1), FakeTFConfig([], fail=True))

@@ -201,6 +201,16 @@ def test_sigkill_mid_epoch_then_resume_equals_an_unbroken_run(method, reuters_di
 
 
 @pytest.mark.realdata
+def test_sigkill_then_resume_with_the_speed_levers_on(reuters_dir, tmp_path):
+    # Whole-epoch executions and the XLA optimizer: the checkpoint still holds everything.
+    fast = ("--steps-per-execution", "epoch", "--xla-optimizer")
+    returncode, _ = _kill_mid_epoch_then_resume(
+        reuters_dir, tmp_path, "loop", signal.SIGKILL, *fast
+    )
+    assert returncode == -signal.SIGKILL
+
+
+@pytest.mark.realdata
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_sigint_and_sigterm_stop_cleanly_and_resume(signum, code, reuters_dir, tmp_path):
     returncode, state = _kill_mid_epoch_then_resume(reuters_dir, tmp_path, "loop", signum)
@@ -237,6 +247,29 @@ def test_agree_one_epoch_on_real_data(reuters_dir, tmp_path, capsys):
     assert figures["weight_difference_after_epoch_1"] <= 1e-5
     assert figures["val_accuracy_difference"] <= 0.005
     assert "embedding/embeddings" in out and out.strip().splitlines()[-1].startswith("AGREE")
+
+
+@pytest.mark.realdata
+def test_agree_one_epoch_with_the_float32_speed_levers(reuters_dir, tmp_path, capsys):
+    report = tmp_path / "agree.json"
+    argv = ["agree", "--epochs", "1", "--seed", "3", "--data", str(reuters_dir), "--quiet"]
+    levers = ["--steps-per-execution", "epoch", "--xla-optimizer"]
+    assert main([*argv, "--json", str(report), *levers]) == 0, capsys.readouterr().out
+    figures = json.loads(report.read_text())
+    assert figures["weight_difference_after_epoch_1"] <= 1e-5
+    assert figures["val_accuracy_difference"] <= 0.005
+
+
+@pytest.mark.realdata
+def test_fit_and_loop_agree_exactly_in_mixed_bfloat16(real_reuters):
+    # The batch method is left out: train_on_batch traces its first graph for the concrete
+    # batch shape, whose bfloat16 kernels round differently (see the README).
+    from trainways.config import RunConfig, TrainConfig
+    from trainways.run import measure_agreement
+
+    train = TrainConfig(epochs=1, seed=3, steps_per_execution="epoch", precision="mixed_bfloat16")
+    agreement, _ = measure_agreement(RunConfig(train=train), real_reuters, methods=("fit", "loop"))
+    assert agreement.identical
 
 
 @pytest.mark.realdata

@@ -22,12 +22,15 @@ import numpy as np
 from trainways import __version__, rundir
 from trainways.config import (
     METHODS,
+    PRECISIONS,
+    STRATEGIES,
     ConfigError,
     DataConfig,
     DeviceConfig,
     ModelConfig,
     RunConfig,
     TrainConfig,
+    resolve_steps_per_execution,
 )
 
 LOG = logging.getLogger("trainways")
@@ -78,6 +81,17 @@ _non_negative_int = _number(int, at_least=0)
 _seed = _number(int, at_least=0, below=2**31)
 
 
+def _steps_per_execution(text: str) -> int | str:
+    if text == "epoch":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number > 0 or 'epoch', got {text!r}"
+        ) from None
+
+
 def _method_list(text: str) -> tuple[str, ...]:
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in methods if m not in METHODS]
@@ -112,7 +126,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 # Options that define the training; with --resume they come from the run's config.json.
 _TRAINING_OPTIONS = (
     "method", "epochs", "batch_size", "max_len", "lr", "lr_halve_at", "seed", "deterministic",
-    "patience", "tensorboard", "xla", "model", "num_words", "skip_top",
+    "patience", "tensorboard", "xla", "model", "num_words", "skip_top", "steps_per_execution",
+    "precision", "xla_optimizer",
 )  # fmt: skip
 
 
@@ -163,6 +178,30 @@ def _add_training_options(parser: argparse.ArgumentParser, *, epochs_default: in
         help="compile the training steps with XLA (every method alike)",
     )
     parser.add_argument(
+        "--steps-per-execution",
+        type=_steps_per_execution,
+        metavar="N|epoch",
+        help="run N training steps per call, as fit's steps_per_execution (the GradientTape "
+        "loop runs them in one graph; train_on_batch still calls once per batch): less Python "
+        "per step, but progress, batch callbacks and Ctrl-C act every N steps. N must divide "
+        "the steps of an epoch; 'epoch' = whole epochs "
+        f"(default: {defaults.steps_per_execution})",
+    )
+    parser.add_argument(
+        "--xla-optimizer",
+        action="store_true",
+        default=None,
+        help="run Nadam's update as one XLA-compiled function instead of ~175 small ops per "
+        "step (every method alike; the model's own ops stay on TensorFlow's kernels)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="float32, or mixed_bfloat16: bfloat16 arithmetic with float32 weights, faster on "
+        "CPUs with AMX/AVX512-BF16 and Ampere+ GPUs, slower elsewhere "
+        f"(default: {defaults.precision})",
+    )
+    parser.add_argument(
         "--tensorboard",
         action="store_true",
         default=None,
@@ -198,6 +237,69 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="cap the GPU's memory at MB instead of memory growth",
     )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=_non_negative_int,
+        metavar="N",
+        help="threads one TensorFlow op may use (default: 0 = TensorFlow's choice)",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=_non_negative_int,
+        metavar="N",
+        help="TensorFlow ops that may run at once (default: 0 = TensorFlow's choice)",
+    )
+
+
+def _index_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU indices like 0,1, got {text!r}") from None
+
+
+def _worker_list(text: str) -> tuple[str, ...]:
+    workers = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not workers or any(not w.rpartition(":")[2].isdigit() or ":" not in w for w in workers):
+        raise argparse.ArgumentTypeError(f"expected host:port,host:port,..., got {text!r}")
+    return workers
+
+
+def _add_distribute_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "distribution (tf.distribute; --batch-size stays the global batch)"
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="default: one device; mirrored: MirroredStrategy over this machine's --gpus (or "
+        "--cpu-devices); multiworker: MultiWorkerMirroredStrategy over --workers "
+        "(or $TF_CONFIG), worker 0 writes the run directory",
+    )
+    group.add_argument(
+        "--gpus",
+        type=_index_list,
+        metavar="I,J",
+        help="GPUs to mirror over, with memory growth (default: all)",
+    )
+    group.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        metavar="N",
+        help="mirror over N logical CPU devices (splits the CPU: for testing without GPUs)",
+    )
+    group.add_argument(
+        "--workers",
+        type=_worker_list,
+        metavar="HOST:PORT,...",
+        help="every worker's address, worker 0 (the chief) first; the same list on each worker",
+    )
+    group.add_argument(
+        "--task-index",
+        type=_non_negative_int,
+        metavar="I",
+        help="this worker's position in --workers",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run from its last complete epoch, with its own config",
     )
     _add_run_options(train)
+    _add_distribute_options(train)
 
     agree = commands.add_parser(
         "agree",
@@ -342,13 +445,25 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             patience=pick("patience", train.patience),
             tensorboard=pick("tensorboard", train.tensorboard),
             jit_compile=pick("xla", train.jit_compile),
+            steps_per_execution=pick("steps_per_execution", train.steps_per_execution),
+            precision=pick("precision", train.precision),
+            xla_optimizer=pick("xla_optimizer", train.xla_optimizer),
         ),
         device=_device_config(args),
     )
 
 
-def _device_config(args: argparse.Namespace) -> DeviceConfig:
-    return DeviceConfig(gpu=args.gpu, gpu_memory_limit=args.gpu_memory_limit, cpu=args.cpu)
+def _device_config(args: argparse.Namespace, base: DeviceConfig | None = None) -> DeviceConfig:
+    """The device options given, over ``base`` (a resumed run's saved ones) or the defaults."""
+    base = base or DeviceConfig()
+    if args.cpu or any(_given(args, n) is not None for n in ("gpu", "gpu_memory_limit")):
+        # A new single-device choice replaces the old one rather than mixing with it.
+        base = replace(base, gpu=None, gpu_memory_limit=None, cpu=False)
+    changes = {name: _given(args, name) for name in _DEVICE_OPTIONS}
+    changes = {name: value for name, value in changes.items() if value is not None}
+    if args.cpu:
+        changes["cpu"] = True
+    return replace(base, **changes)
 
 
 def _quiet_tensorflow() -> None:
@@ -376,6 +491,14 @@ def _load_data(config: DataConfig) -> Any:
     return load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
 
 
+def _check_against_data(config: RunConfig, reuters: Any) -> None:
+    """Settings that depend on the data's size, checked before anything is written."""
+    from trainways.data import steps_per_epoch
+
+    steps = steps_per_epoch(len(reuters.y_train), config.train.batch_size)
+    resolve_steps_per_execution(config.train.steps_per_execution, steps)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``trainways train``: train one method (or resume a run) and write its run directory."""
     if args.resume is not None:
@@ -383,6 +506,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     # Data first: a bad --data fails before any run directory exists.
     reuters = _load_data(config.data)
+    _check_against_data(config, reuters)
+    if not _chief(config):
+        return _run_as_worker(config, reuters, args)
     out = rundir.prepare(
         args.out or rundir.default_run_dir(config.train.method), overwrite=args.overwrite
     )
@@ -392,38 +518,90 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _run(out, config, reuters, args)
 
 
+def _chief(config: RunConfig) -> bool:
+    from trainways.devices import is_chief
+
+    return is_chief(config.device)
+
+
+_DEVICE_OPTIONS = (
+    "gpu", "gpu_memory_limit", "intra_op_threads", "inter_op_threads", "strategy", "gpus",
+    "cpu_devices", "workers", "task_index",
+)  # fmt: skip
+
+
 def _resume(args: argparse.Namespace) -> int:
     given = _given_training_options(args)
     if args.out is not None or args.overwrite:
         given.append("--out/--overwrite")
     if given:
         raise UsageError(f"--resume continues with the run's own config: drop {', '.join(given)}")
-    out = args.resume
-    status = rundir.require_resumable(out)
-    config = RunConfig.from_dict(rundir.read_json(out / rundir.CONFIG))
+    run = args.resume
+    status = rundir.require_resumable(run)
+    config = RunConfig.from_dict(rundir.read_json(run / rundir.CONFIG))
     if args.data:  # the same data, moved: only its location may change
         config = replace(config, data=replace(config.data, source=str(Path(args.data).resolve())))
-    if args.gpu is not None or args.cpu or args.gpu_memory_limit is not None:
-        config = replace(config, device=_device_config(args))
+    if args.cpu or any(_given(args, name) is not None for name in _DEVICE_OPTIONS):
+        config = replace(config, device=_device_config(args, base=config.device))
+    if (
+        config.device.strategy == "multiworker"
+        and _given(args, "task_index") is None
+        and "TF_CONFIG" not in os.environ
+    ):
+        raise UsageError(
+            "resuming a multiworker run: pass this worker's --workers and --task-index "
+            "(or set $TF_CONFIG), on every worker"
+        )
     reuters = _load_data(config.data)
     from trainways.checkpoint import load_checkpoint
 
-    _setup_logging(out / rundir.LOG, quiet=args.quiet)
-    latest = load_checkpoint(out, warn=LOG.warning)
+    if not _chief(config):
+        # Reads the chief's checkpoint (the run directory must be visible to every worker);
+        # writes only to its own scratch directory.
+        latest = load_checkpoint(run, warn=lambda message: print(message, file=sys.stderr))
+        return _run_as_worker(config, reuters, args, resume_from=latest)
+    _setup_logging(run / rundir.LOG, quiet=args.quiet)
+    latest = load_checkpoint(run, warn=LOG.warning)
     if latest is None:
-        LOG.info("no complete epoch in %s (it was %s): starting over", out, status["state"])
-    return _run(out, config, reuters, args, resume_from=latest)
+        LOG.info("no complete epoch in %s (it was %s): starting over", run, status["state"])
+    return _run(run, config, reuters, args, resume_from=latest)
+
+
+def _run_as_worker(
+    config: RunConfig, reuters: Any, args: argparse.Namespace, resume_from: Any = None
+) -> int:
+    """Train as a non-chief worker: in step with the chief, writing only to a scratch directory.
+
+    Every worker must run the same callbacks (they read metrics, which are collective under
+    MultiWorkerMirroredStrategy), so a worker writes what the chief writes, but to a
+    temporary directory that is removed when it exits.
+    """
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="trainways-worker-"))
+    try:
+        rundir.write_json(scratch / rundir.CONFIG, config.to_dict())
+        rundir.set_status(scratch, rundir.RUNNING)
+        _setup_logging(scratch / rundir.LOG, quiet=args.quiet)
+        LOG.info("not the chief: the run directory is the chief's; scratch files in %s", scratch)
+        return _run(scratch, config, reuters, args, resume_from=resume_from)
+    finally:
+        _setup_logging(None, quiet=args.quiet)  # closes the log file before it is removed
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run(
     out: Path, config: RunConfig, reuters: Any, args: argparse.Namespace, resume_from: Any = None
 ) -> int:
     try:
-        from trainways.devices import configure_devices
+        from trainways.devices import make_strategy
         from trainways.run import run_training
 
-        device = configure_devices(config.device)
-        return run_training(out, config, reuters, device, quiet=args.quiet, resume_from=resume_from)
+        devices = make_strategy(config.device)
+        return run_training(
+            out, config, reuters, devices, quiet=args.quiet, resume_from=resume_from
+        )
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         rundir.set_status(out, rundir.INTERRUPTED, resume=rundir.resume_command(out))
         LOG.info("interrupted; resume with: %s", rundir.resume_command(out))
@@ -437,6 +615,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
     config = config_from_args(args)
     reuters = _load_data(config.data)
+    _check_against_data(config, reuters)
     _setup_logging(None, quiet=args.quiet)
     from trainways.agreement import format_agreement
     from trainways.devices import configure_devices

@@ -51,6 +51,12 @@ def train_argv(config: RunConfig, out: Path, *, quiet: bool = True) -> list[str]
         "--data": data.source,
         "--gpu": device.gpu,
         "--gpu-memory-limit": device.gpu_memory_limit,
+        "--steps-per-execution": None
+        if train.steps_per_execution == 1
+        else train.steps_per_execution,
+        "--precision": None if train.precision == "float32" else train.precision,
+        "--intra-op-threads": device.intra_op_threads or None,
+        "--inter-op-threads": device.inter_op_threads or None,
     }
     for flag, value in optional.items():
         if value is not None:
@@ -59,6 +65,7 @@ def train_argv(config: RunConfig, out: Path, *, quiet: bool = True) -> list[str]
         "--deterministic": train.deterministic,
         "--tensorboard": train.tensorboard,
         "--xla": train.jit_compile,
+        "--xla-optimizer": train.xla_optimizer,
         "--cpu": device.cpu,
     }.items():
         if on:

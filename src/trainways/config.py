@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METHODS: tuple[str, ...] = ("fit", "batch", "loop")
+STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
@@ -21,6 +23,29 @@ class ConfigError(ValueError):
 def _require_positive(name: str, value: int | float | None, *, flag: str) -> None:
     if value is not None and value <= 0:
         raise ConfigError(f"{name} must be positive, got {value!r}: pass {flag} with a value > 0")
+
+
+def resolve_steps_per_execution(value: int | str, steps_per_epoch: int) -> int:
+    """The steps per execution that ``value`` (a number or ``"epoch"``) means for an epoch.
+
+    Executions run whole: with 281 steps per epoch and 32 per execution, ``fit``'s last execution
+    would take 7 batches of the next epoch. So the value must divide the epoch, for every method
+    alike.
+
+    Raises:
+        ConfigError: ``value`` does not divide ``steps_per_epoch``; the message lists the values
+            that do.
+    """
+    resolved = steps_per_epoch if value == "epoch" else int(value)
+    if steps_per_epoch % resolved == 0:
+        return resolved
+    choices = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+    if len(choices) > 12:
+        choices = [*choices[:11], steps_per_epoch]
+    raise ConfigError(
+        f"steps per execution {value} does not divide the {steps_per_epoch} steps of an epoch: "
+        f"pass --steps-per-execution with one of {', '.join(map(str, choices))} or 'epoch'"
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,16 @@ class TrainConfig:
         jit_compile: Compile the step functions with XLA. One explicit value for all methods,
             since Keras's ``"auto"`` would turn XLA on for ``fit`` on a GPU but not for a
             hand-written loop.
+        steps_per_execution: Training steps run per call between batch hooks (``fit``'s
+            ``steps_per_execution``; the GradientTape loop runs them in one graph, the
+            ``train_on_batch`` method still calls once per batch). An integer that divides the
+            steps of an epoch, or ``"epoch"`` for whole epochs. Progress and Ctrl-C act between
+            executions.
+        xla_optimizer: Run the optimizer's update as one XLA-compiled function (the forward and
+            backward passes stay on TensorFlow's kernels); same formula, different rounding.
+        precision: ``float32``, or ``mixed_bfloat16`` (bfloat16 compute, float32 weights and
+            softmax output): faster where the hardware has bfloat16 units (AMX on recent Xeons,
+            GPUs from Ampere on), slower elsewhere; results differ in the last digits.
     """
 
     method: str = "fit"
@@ -97,10 +132,23 @@ class TrainConfig:
     patience: int | None = None
     tensorboard: bool = False
     jit_compile: bool = False
+    steps_per_execution: int | str = 1
+    xla_optimizer: bool = False
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
+            )
+        spe = self.steps_per_execution
+        if spe != "epoch" and not (isinstance(spe, int) and not isinstance(spe, bool) and spe > 0):
+            raise ConfigError(
+                f"steps_per_execution must be a positive integer or 'epoch', got {spe!r}: "
+                "pass --steps-per-execution N or --steps-per-execution epoch"
+            )
         _require_positive("epochs", self.epochs, flag="--epochs")
         _require_positive("batch_size", self.batch_size, flag="--batch-size")
         _require_positive("learning_rate", self.learning_rate, flag="--lr")
@@ -112,24 +160,103 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """Which device to train on.
+    """Which devices to train on, and how (``tf.distribute``) to spread the work over them.
 
     Attributes:
         gpu: Index of the one GPU to use (memory growth on); ``None`` takes the first if any.
-        gpu_memory_limit: Cap in MB on that GPU's memory, instead of memory growth.
+        gpu_memory_limit: Cap in MB on that GPU's memory (on each GPU with ``gpus``), instead of
+            memory growth.
         cpu: Hide every GPU and train on the CPU.
+        intra_op_threads: Threads one TensorFlow op may use; 0 lets TensorFlow choose (all
+            cores).
+        inter_op_threads: TensorFlow ops that may run at once; 0 lets TensorFlow choose.
+        strategy: ``default`` (one device), ``mirrored`` (``tf.distribute.MirroredStrategy``
+            over several devices of this machine) or ``multiworker``
+            (``tf.distribute.MultiWorkerMirroredStrategy`` over several machines).
+        gpus: GPU indices to mirror over (``mirrored``; on each worker with ``multiworker``).
+        cpu_devices: Split the CPU into this many logical devices and mirror over them
+            (``mirrored``; for testing distribution without GPUs).
+        workers: ``host:port`` of every worker, worker 0 first (``multiworker``; otherwise the
+            cluster comes from ``$TF_CONFIG``).
+        task_index: This process's index in ``workers``; worker 0 is the chief.
     """
 
     gpu: int | None = None
     gpu_memory_limit: int | None = None
     cpu: bool = False
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    strategy: str = "default"
+    gpus: tuple[int, ...] | None = None
+    cpu_devices: int | None = None
+    workers: tuple[str, ...] | None = None
+    task_index: int | None = None
 
     def __post_init__(self) -> None:
+        # JSON gives lists; keep the dataclass hashable and comparable.
+        for name in ("gpus", "workers"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._check_strategy()
         if self.gpu is not None and self.gpu < 0:
             raise ConfigError(f"--gpu must be a GPU index >= 0, got {self.gpu!r}")
         _require_positive("gpu_memory_limit", self.gpu_memory_limit, flag="--gpu-memory-limit")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{name} must be >= 0, got {value!r}: pass {flag} N (0 = TensorFlow's choice)"
+                )
         if self.cpu and (self.gpu is not None or self.gpu_memory_limit is not None):
             raise ConfigError("--cpu hides all GPUs: drop --gpu / --gpu-memory-limit, or --cpu")
+
+    def _check_strategy(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}"
+            )
+        distributed = self.strategy != "default"
+        if self.gpus is not None:
+            if not distributed:
+                raise ConfigError(
+                    f"--gpus {','.join(map(str, self.gpus))} needs --strategy mirrored or "
+                    "multiworker; for one GPU pass --gpu N"
+                )
+            if (
+                not self.gpus
+                or any(g < 0 for g in self.gpus)
+                or len(set(self.gpus)) != len(self.gpus)
+            ):
+                raise ConfigError(f"--gpus must list distinct GPU indices >= 0, got {self.gpus}")
+            if self.gpu is not None or self.cpu:
+                raise ConfigError("--gpus chooses the GPUs: drop --gpu / --cpu")
+        if self.cpu_devices is not None:
+            if self.strategy != "mirrored":
+                raise ConfigError(
+                    f"--cpu-devices {self.cpu_devices} splits the CPU for --strategy mirrored; "
+                    f"got --strategy {self.strategy}"
+                )
+            _require_positive("cpu_devices", self.cpu_devices, flag="--cpu-devices")
+            if self.gpus is not None:
+                raise ConfigError("--cpu-devices and --gpus exclude each other: pick one")
+        if self.strategy == "mirrored" and self.gpu is not None:
+            raise ConfigError("--strategy mirrored spans several devices: use --gpus, not --gpu")
+        if self.workers is not None:
+            if self.strategy != "multiworker":
+                raise ConfigError("--workers needs --strategy multiworker")
+            bad = [w for w in self.workers if w.rpartition(":")[2].isdigit() is False]
+            if len(self.workers) < 1 or bad:
+                raise ConfigError(
+                    f"--workers must be host:port,host:port,..., got {','.join(self.workers)}"
+                )
+            if self.task_index is None or not 0 <= self.task_index < len(self.workers):
+                raise ConfigError(
+                    f"--task-index must be this worker's index in --workers, 0.."
+                    f"{len(self.workers) - 1}, got {self.task_index}"
+                )
+        elif self.task_index is not None:
+            raise ConfigError("--task-index goes with --workers (or set $TF_CONFIG instead)")
 
 
 @dataclass(frozen=True)

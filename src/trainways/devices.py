@@ -1,12 +1,17 @@
-"""Choose the training device: one GPU with memory growth (or a memory cap), or the CPU.
+"""Choose the training devices and the ``tf.distribute`` strategy that spreads work over them.
 
-Planning is pure Python so it can be tested without a GPU; :func:`apply_plan` is the only part
-that touches ``tf.config``, and it takes the config module as an argument for the same reason.
+One device: one GPU with memory growth (or a memory cap), or the CPU. Several: a
+``MirroredStrategy`` over chosen GPUs (or over logical CPU devices, for testing), or a
+``MultiWorkerMirroredStrategy`` over several machines. Planning is pure Python so it can be
+tested without a GPU or a cluster; :func:`apply_plan` and :func:`make_strategy` are the parts that
+touch TensorFlow, and they must run before TensorFlow executes anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +91,214 @@ def apply_plan(plan: DevicePlan, tf_config: Any) -> None:
         ) from None
 
 
-def configure_devices(config: DeviceConfig) -> str:
-    """Plan and apply the device choice with TensorFlow; returns the description line."""
+def apply_threads(config: DeviceConfig, tf_config: Any) -> str:
+    """Set TensorFlow's intra-/inter-op thread pools; returns a note for the device line.
+
+    Raises:
+        ConfigError: TensorFlow had already created its thread pools.
+    """
+    notes = []
+    try:
+        if config.intra_op_threads:
+            tf_config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+            notes.append(f"{config.intra_op_threads} intra-op")
+        if config.inter_op_threads:
+            tf_config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+            notes.append(f"{config.inter_op_threads} inter-op")
+    except RuntimeError as error:
+        raise ConfigError(
+            f"cannot set thread pools ({error}): set them before TensorFlow runs anything"
+        ) from None
+    return f", threads: {' / '.join(notes)}" if notes else ""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a multi-worker cluster.
+
+    Attributes:
+        tf_config: The ``TF_CONFIG`` value (cluster and task) TensorFlow reads.
+        task_index: This worker's index.
+        num_workers: Workers in the cluster.
+        is_chief: Whether this worker writes the run directory (worker 0, or the ``chief``
+            task when the cluster names one).
+    """
+
+    tf_config: dict[str, Any]
+    task_index: int
+    num_workers: int
+    is_chief: bool
+
+
+def resolve_cluster(
+    config: DeviceConfig, environ: Mapping[str, str] = os.environ
+) -> Cluster | None:
+    """The cluster for ``--strategy multiworker``, from ``--workers`` or ``$TF_CONFIG``.
+
+    Returns:
+        ``None`` for the single-machine strategies.
+
+    Raises:
+        ConfigError: No cluster is given, or ``$TF_CONFIG`` is not valid.
+    """
+    if config.strategy != "multiworker":
+        return None
+    if config.workers is not None:
+        tf_config = {
+            "cluster": {"worker": list(config.workers)},
+            "task": {"type": "worker", "index": config.task_index},
+        }
+    else:
+        raw = environ.get("TF_CONFIG")
+        if not raw:
+            raise ConfigError(
+                "--strategy multiworker needs the cluster: pass --workers host:port,host:port "
+                "--task-index I, or set $TF_CONFIG"
+            )
+        try:
+            tf_config = json.loads(raw)
+            workers = tf_config["cluster"]["worker"]
+            kind, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"$TF_CONFIG is not a cluster spec ({raw[:80]!r}): it needs "
+                '{"cluster": {"worker": [...]}, "task": {"type": ..., "index": ...}}'
+            ) from None
+    cluster = tf_config["cluster"]
+    kind, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
+    workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return Cluster(tf_config, index, workers, chief)
+
+
+def is_chief(config: DeviceConfig, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process writes the run directory (always, unless a non-chief worker)."""
+    cluster = resolve_cluster(config, environ)
+    return cluster is None or cluster.is_chief
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What training runs on.
+
+    Attributes:
+        strategy: The ``tf.distribute`` strategy (the default one for a single device).
+        description: One line for the log.
+        replicas: Replicas the global batch is split over.
+        is_chief: Whether this process writes the run directory.
+    """
+
+    strategy: Any
+    description: str
+    replicas: int
+    is_chief: bool = True
+
+
+def _choose_gpus(config: DeviceConfig, tf: Any) -> list[str]:
+    """Make the ``--gpus`` (default: all) visible, with memory growth or the cap; their names."""
+    physical = tf.config.list_physical_devices("GPU")
+    if config.cpu or not physical:
+        if physical:
+            tf.config.set_visible_devices([], "GPU")
+        return []
+    indices = list(config.gpus) if config.gpus is not None else list(range(len(physical)))
+    missing = [i for i in indices if i >= len(physical)]
+    if missing:
+        raise ConfigError(
+            f"--gpus {','.join(map(str, indices))}: this machine has {len(physical)} GPU(s), "
+            f"indices 0..{len(physical) - 1}"
+        )
+    chosen = [physical[i] for i in indices]
+    tf.config.set_visible_devices(chosen, "GPU")
+    for gpu in chosen:
+        if config.gpu_memory_limit:
+            tf.config.set_logical_device_configuration(
+                gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=config.gpu_memory_limit)]
+            )
+        else:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return [f"/gpu:{i}" for i in range(len(chosen))]
+
+
+def make_strategy(config: DeviceConfig) -> Devices:
+    """Set devices and thread pools up and build the strategy; call before TensorFlow runs.
+
+    Raises:
+        ConfigError: The devices asked for do not exist, or TensorFlow already started.
+    """
     import tensorflow as tf
 
-    names = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
-    plan = plan_devices(config, names)
-    apply_plan(plan, tf.config)
-    return plan.description
+    threads = apply_threads(config, tf.config)
+    if config.strategy == "default":
+        names = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+        plan = plan_devices(config, names)
+        apply_plan(plan, tf.config)
+        return Devices(tf.distribute.get_strategy(), plan.description + threads, 1)
+    try:
+        if config.strategy == "mirrored":
+            return _mirrored(config, tf, threads)
+        return _multiworker(config, tf, threads)
+    except RuntimeError as error:
+        raise ConfigError(
+            f"cannot set devices up ({error}): choose them before TensorFlow runs anything"
+        ) from None
+
+
+def _mirrored(config: DeviceConfig, tf: Any, threads: str) -> Devices:
+    if config.cpu_devices:
+        if tf.config.list_physical_devices("GPU"):
+            tf.config.set_visible_devices([], "GPU")
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * config.cpu_devices
+        )
+        devices = [f"/cpu:{i}" for i in range(config.cpu_devices)]
+        # NCCL is for GPUs: CPU replicas reduce on one device.
+        strategy = tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device="/cpu:0")
+        )
+        what = f"{config.cpu_devices} logical CPU device(s)"
+    else:
+        devices = _choose_gpus(config, tf)
+        if not devices:
+            strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+            what = "the CPU (no GPU found)"
+        else:
+            strategy = tf.distribute.MirroredStrategy(devices)
+            what = f"GPUs {','.join(map(str, config.gpus or range(len(devices))))}"
+    replicas = strategy.num_replicas_in_sync
+    return Devices(
+        strategy, f"MirroredStrategy over {what}, {replicas} replica(s){threads}", replicas
+    )
+
+
+def _multiworker(config: DeviceConfig, tf: Any, threads: str) -> Devices:
+    cluster = resolve_cluster(config)
+    assert cluster is not None  # strategy == "multiworker"
+    # TensorFlow reads the cluster from the environment when the strategy is built.
+    os.environ["TF_CONFIG"] = json.dumps(cluster.tf_config)
+    gpus = _choose_gpus(config, tf)
+    implementation = (
+        tf.distribute.experimental.CommunicationImplementation.NCCL
+        if gpus
+        else tf.distribute.experimental.CommunicationImplementation.RING
+    )
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation
+        )
+    )
+    replicas = strategy.num_replicas_in_sync
+    role = "chief" if cluster.is_chief else "writes nothing to the run directory"
+    return Devices(
+        strategy,
+        f"MultiWorkerMirroredStrategy: worker {cluster.task_index} of {cluster.num_workers} "
+        f"({role}), {replicas} replica(s) on {'GPUs' if gpus else 'CPUs'}{threads}",
+        replicas,
+        cluster.is_chief,
+    )
+
+
+def configure_devices(config: DeviceConfig) -> str:
+    """Plan and apply the device choice with TensorFlow; returns the description line."""
+    return make_strategy(config).description

@@ -21,8 +21,9 @@ import keras
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
 from trainways.agreement import Agreement, compare
-from trainways.config import METHODS, RunConfig
+from trainways.config import METHODS, RunConfig, resolve_steps_per_execution
 from trainways.data import Reuters, make_dataset, pad, steps_per_epoch
+from trainways.devices import Devices
 from trainways.model import build_loss, build_metrics, build_model, build_optimizer
 from trainways.report import summarize_history, write_history_csv
 from trainways.trainers import TrainData, TrainSpec, get_trainer
@@ -67,8 +68,10 @@ def build_training(config: RunConfig, reuters: Reuters, *, first_epoch: int = 0)
         vocab_size=reuters.vocab_size,
         num_classes=reuters.num_classes,
         max_len=config.data.max_len,
+        precision=config.train.precision,
     )
     x_train = pad(reuters.x_train, config.data.max_len)
+    steps = steps_per_epoch(len(x_train), config.train.batch_size)
     data = TrainData(
         make_dataset(
             x_train,
@@ -84,15 +87,16 @@ def build_training(config: RunConfig, reuters: Reuters, *, first_epoch: int = 0)
             batch_size=config.train.batch_size,
             shuffle=False,
         ),
-        steps_per_epoch(len(x_train), config.train.batch_size),
+        steps,
     )
     spec = TrainSpec(
         epochs=config.train.epochs,
         loss=build_loss(),
-        optimizer=build_optimizer(config.train.learning_rate),
+        optimizer=build_optimizer(config.train.learning_rate, xla=config.train.xla_optimizer),
         metrics=build_metrics,
         jit_compile=config.train.jit_compile,
         initial_epoch=first_epoch,
+        steps_per_execution=resolve_steps_per_execution(config.train.steps_per_execution, steps),
     )
     return Training(model, data, spec)
 
@@ -113,7 +117,7 @@ def run_training(
     out: Path,
     config: RunConfig,
     reuters: Reuters,
-    device: str,
+    devices: Devices,
     *,
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None = None,
@@ -122,13 +126,25 @@ def run_training(
 
     The status file tells the truth throughout: ``running`` while training, then ``completed``
     (written last), ``interrupted`` (SIGINT/SIGTERM: exit 130/143, with the resume command) or
-    ``failed`` (non-finite loss: exit 1; any other error is recorded and re-raised).
+    ``failed`` (non-finite loss or a lost worker: exit 1; any other error is recorded and
+    re-raised). Model, optimizer and metrics are built in ``devices.strategy``'s scope, and
+    training runs in it, so every method uses that strategy.
     """
     first_epoch = resume_from.epoch if resume_from else 0
     seed_everything(config)
-    training = build_training(config, reuters, first_epoch=first_epoch)
+    with devices.strategy.scope():
+        training = build_training(config, reuters, first_epoch=first_epoch)
     training.model.summary(print_fn=lambda text, **_: LOG.info(text.rstrip()))
+    device = devices.description
     LOG.info("device: %s", device)
+    if devices.replicas > 1:
+        batch = config.train.batch_size
+        LOG.info(
+            "replicas: %d; batch %d is the global batch, %s per replica",
+            devices.replicas,
+            batch,
+            _per_replica(batch, devices.replicas),
+        )
     LOG.info("data:   %s", reuters.source)
     train = config.train
     LOG.info(
@@ -178,7 +194,8 @@ def run_training(
     rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
     started = time.perf_counter()
     try:
-        get_trainer(train.method)(training.model, training.data, training.spec, callbacks)
+        with devices.strategy.scope():
+            get_trainer(train.method)(training.model, training.data, training.spec, callbacks)
     except tw_callbacks.Interrupted as stop:
         done = _epochs_completed(out)
         rundir.set_status(
@@ -204,6 +221,29 @@ def run_training(
             stop.value,
             done,
             out / checkpoint.CHECKPOINTS,
+        )
+        return EXIT_FAILED
+    except Exception as error:
+        if config.device.strategy != "multiworker" or not _is_cluster_failure(error):
+            raise
+        done = _epochs_completed(out)
+        message = str(error).strip().splitlines()[0][:300]
+        workers = config.device.workers
+        cluster = f" --workers {','.join(workers)} --task-index I" if workers else ""
+        rundir.set_status(
+            out,
+            rundir.FAILED,
+            error=f"lost a worker: {type(error).__name__}: {message}",
+            epochs_completed=done,
+            resume=f"{rundir.resume_command(out)}{cluster} (on every worker, I = its index)",
+        )
+        LOG.error(
+            "failed: a worker stopped or became unreachable (%s: %s); %d complete epoch(s) are "
+            "checkpointed. Restart every worker with --resume %s (and the same --workers).",
+            type(error).__name__,
+            message,
+            done,
+            out,
         )
         return EXIT_FAILED
     finally:
@@ -234,6 +274,27 @@ def run_training(
         out,
     )
     return EXIT_OK
+
+
+def _per_replica(batch: int, replicas: int) -> str:
+    low, extra = divmod(batch, replicas)
+    return str(low) if not extra else f"{low}-{low + 1}"
+
+
+def _is_cluster_failure(error: Exception) -> bool:
+    """Whether ``error`` is TensorFlow reporting a peer lost in a collective."""
+    import tensorflow as tf
+
+    return isinstance(
+        error,
+        (
+            tf.errors.UnavailableError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError,
+            tf.errors.AbortedError,
+            tf.errors.InternalError,
+        ),
+    )
 
 
 def _epochs_completed(out: Path) -> int:

@@ -3,20 +3,23 @@
 ``fit`` hands the loop to Keras. ``batch`` and ``loop`` plug a :class:`Stepper` into
 :func:`drive`, which calls the callbacks in exactly the order ``Model.fit`` does (Keras 3.15,
 ``keras/src/backend/tensorflow/trainer.py``): train_begin; per epoch epoch_begin,
-train_batch_begin/end per step, a validation pass wrapped in test_begin /
-test_batch_begin/end / test_end, then epoch_end; finally train_end. ``model.stop_training`` is
-checked after every batch and every epoch, as ``fit`` does, so ``EarlyStopping`` and friends halt
-every method the same way.
+train_batch_begin/end per execution, a validation pass wrapped in test_begin /
+test_batch_begin/end / test_end, then epoch_end; finally train_end. An *execution* is
+``steps_per_execution`` steps run in one call (one step by default), and the batch hooks get the
+indices ``fit`` gives them: the execution's first step on begin, ``first + steps_per_execution - 1``
+on end. ``model.stop_training`` is checked after every execution and every epoch, as ``fit`` does,
+so ``EarlyStopping`` and friends halt every method the same way.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import keras
+
+from trainways.config import resolve_steps_per_execution
 
 MetricFactory = Callable[[], list[keras.metrics.Metric]]
 
@@ -33,6 +36,9 @@ class TrainSpec:
             state.
         jit_compile: Compile the steps with XLA (one setting for every method).
         initial_epoch: Epoch to start from, as ``fit``'s ``initial_epoch``.
+        steps_per_execution: Steps run per call between batch hooks, as ``fit``'s
+            ``steps_per_execution``; it must divide the steps of an epoch (see
+            :func:`check_steps_per_execution`).
     """
 
     epochs: int
@@ -41,6 +47,11 @@ class TrainSpec:
     metrics: MetricFactory
     jit_compile: bool = False
     initial_epoch: int = 0
+    steps_per_execution: int = 1
+
+    def __post_init__(self) -> None:
+        if self.steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ class TrainData:
 
     def __post_init__(self) -> None:
         cardinality = getattr(self.train, "cardinality", None)
-        endless = cardinality is not None and int(cardinality()) == -1  # tf.data.INFINITE
+        endless = callable(cardinality) and int(cardinality()) == -1  # tf.data.INFINITE
         if endless and self.steps_per_epoch is None:
             raise ValueError(
                 "the training dataset is an endless stream of epochs (make_dataset with "
@@ -70,13 +81,28 @@ class TrainData:
             )
 
     def epochs(self) -> Iterator[Iterator[tuple[Any, Any]]]:
-        """Yield, per epoch, an iterator over that epoch's batches."""
+        """Yield, per epoch, the iterator to draw that epoch's batches from.
+
+        For a stream it is the same iterator every epoch (each epoch takes ``steps_per_epoch``
+        batches from it); otherwise a fresh pass over ``train``.
+        """
         if self.steps_per_epoch is None:
             while True:
                 yield iter(self.train)
         stream = iter(self.train)
         while True:
-            yield itertools.islice(stream, self.steps_per_epoch)
+            yield stream
+
+
+def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int | None) -> None:
+    """Refuse an execution size that would make an epoch of a stream run past its end.
+
+    Raises:
+        ValueError: ``steps_per_execution`` does not divide ``steps_per_epoch``
+            (see :func:`trainways.config.resolve_steps_per_execution`).
+    """
+    if steps_per_epoch is not None:
+        resolve_steps_per_execution(steps_per_execution, steps_per_epoch)
 
 
 def compile_model(model: keras.Model, spec: TrainSpec) -> None:
@@ -90,13 +116,14 @@ def compile_model(model: keras.Model, spec: TrainSpec) -> None:
         loss=spec.loss,
         metrics=spec.metrics(),
         jit_compile=spec.jit_compile,
+        steps_per_execution=spec.steps_per_execution,
     )
 
 
 def steps_of(dataset: Any) -> int | None:
     """Number of batches per pass, or ``None`` when the dataset does not know it."""
     cardinality = getattr(dataset, "cardinality", None)
-    if cardinality is None:
+    if not callable(cardinality):  # a distributed dataset does not say
         return None
     n = int(cardinality())
     return n if n >= 0 else None
@@ -122,34 +149,73 @@ def make_callback_list(
 
 
 class Stepper(Protocol):
-    """One method's step: runs a batch and aggregates true running metrics since ``reset``."""
+    """One method's step: runs batches and aggregates true running metrics since ``reset``."""
 
     def reset(self) -> None:
         """Forget the running metrics (start of an epoch or a validation pass)."""
 
-    def train_batch(self, x: Any, y: Any) -> None:
-        """Run one optimisation step on a batch."""
+    def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        """Run up to ``steps`` optimisation steps on batches from ``iterator``.
 
-    def test_batch(self, x: Any, y: Any) -> None:
-        """Score one batch without updating weights."""
+        Returns:
+            How many ran: fewer than ``steps`` only when the iterator ran out.
+        """
+
+    def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        """Score up to ``steps`` batches without updating weights; returns how many ran."""
 
     def results(self) -> dict[str, float]:
         """Sample-weighted means of loss and metrics since the last ``reset``."""
 
 
+def run_executions(
+    run: Callable[[Iterator[tuple[Any, Any]], int], int],
+    iterator: Iterator[tuple[Any, Any]],
+    *,
+    steps: int | None,
+    steps_per_execution: int,
+    on_begin: Callable[[int], None],
+    on_end: Callable[[int], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Run one pass (``steps`` batches, or until ``iterator`` ends) in executions, with hooks.
+
+    Mirrors ``fit``'s epoch loop: ``on_begin(first)`` before each execution and
+    ``on_end(first + steps_per_execution - 1)`` after it; an execution that finds the data
+    exhausted ends the pass without ``on_end``, as ``fit`` does on ``StopIteration``.
+    """
+    step = 0
+    while steps is None or step < steps:
+        on_begin(step)
+        ran = run(iterator, steps_per_execution)
+        if ran == 0:
+            return
+        on_end(step + steps_per_execution - 1)
+        step += ran
+        if ran < steps_per_execution or should_stop():
+            return
+
+
 def evaluate(
-    model: keras.Model, stepper: Stepper, dataset: Any, callbacks: keras.callbacks.CallbackList
+    model: keras.Model,
+    stepper: Stepper,
+    dataset: Any,
+    callbacks: keras.callbacks.CallbackList,
+    steps_per_execution: int = 1,
 ) -> dict[str, float]:
     """One validation pass, with the test hooks ``Model.evaluate`` calls."""
     model.stop_evaluating = False
     callbacks.on_test_begin()
     stepper.reset()
-    for step, (x, y) in enumerate(dataset):
-        callbacks.on_test_batch_begin(step)
-        stepper.test_batch(x, y)
-        callbacks.on_test_batch_end(step, stepper.results())
-        if model.stop_evaluating:
-            break
+    run_executions(
+        stepper.test_steps,
+        iter(dataset),
+        steps=steps_of(dataset),
+        steps_per_execution=steps_per_execution,
+        on_begin=callbacks.on_test_batch_begin,
+        on_end=lambda last: callbacks.on_test_batch_end(last, stepper.results()),
+        should_stop=lambda: model.stop_evaluating,
+    )
     logs = stepper.results()
     callbacks.on_test_end(logs)
     return logs
@@ -168,6 +234,7 @@ def drive(
         The History callback, whose ``history`` has one list per log key.
     """
     steps = data.steps_per_epoch or steps_of(data.train)
+    check_steps_per_execution(spec.steps_per_execution, data.steps_per_epoch)
     callback_list = make_callback_list(callbacks, model, epochs=spec.epochs, steps=steps)
     model.stop_training = False
     callback_list.on_train_begin()
@@ -176,15 +243,20 @@ def drive(
     for epoch in range(spec.initial_epoch, spec.epochs):
         stepper.reset()
         callback_list.on_epoch_begin(epoch)
-        for step, (x, y) in enumerate(next(epochs)):
-            callback_list.on_train_batch_begin(step)
-            stepper.train_batch(x, y)
-            callback_list.on_train_batch_end(step, stepper.results())
-            if model.stop_training:
-                break
+        run_executions(
+            stepper.train_steps,
+            next(epochs),
+            steps=steps,
+            steps_per_execution=spec.steps_per_execution,
+            on_begin=callback_list.on_train_batch_begin,
+            on_end=lambda last: callback_list.on_train_batch_end(last, stepper.results()),
+            should_stop=lambda: model.stop_training,
+        )
         epoch_logs = stepper.results()
         if data.validation is not None:
-            val_logs = evaluate(model, stepper, data.validation, callback_list)
+            val_logs = evaluate(
+                model, stepper, data.validation, callback_list, spec.steps_per_execution
+            )
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs

@@ -6,7 +6,12 @@ from collections.abc import Iterable
 
 import keras
 
-from trainways.trainers.base import TrainData, TrainSpec, compile_model
+from trainways.trainers.base import (
+    TrainData,
+    TrainSpec,
+    check_steps_per_execution,
+    compile_model,
+)
 
 
 def train(
@@ -26,7 +31,12 @@ def train(
     Returns:
         The History of per-epoch logs.
     """
+    check_steps_per_execution(spec.steps_per_execution, data.steps_per_epoch)
     compile_model(model, spec)
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        from trainways.trainers.distribute import work_around_keras_multiworker
+
+        work_around_keras_multiworker(model, data.train.element_spec)
     return model.fit(
         data.train,
         validation_data=data.validation,
