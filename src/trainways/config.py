@@ -245,8 +245,8 @@ class DeviceConfig:
         if self.workers is not None:
             if self.strategy != "multiworker":
                 raise ConfigError("--workers needs --strategy multiworker")
-            bad = [w for w in self.workers if w.rpartition(":")[2].isdigit() is False]
-            if len(self.workers) < 1 or bad:
+            bad = [w for w in self.workers if not w.rpartition(":")[2].isdigit()]
+            if not self.workers or bad:
                 raise ConfigError(
                     f"--workers must be host:port,host:port,..., got {','.join(self.workers)}"
                 )

@@ -144,7 +144,7 @@ def resolve_cluster(
     if config.strategy != "multiworker":
         return None
     if config.workers is not None:
-        tf_config = {
+        tf_config: Any = {
             "cluster": {"worker": list(config.workers)},
             "task": {"type": "worker", "index": config.task_index},
         }
@@ -157,16 +157,17 @@ def resolve_cluster(
             )
         try:
             tf_config = json.loads(raw)
-            workers = tf_config["cluster"]["worker"]
-            kind, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(
-                f"$TF_CONFIG is not a cluster spec ({raw[:80]!r}): it needs "
-                '{"cluster": {"worker": [...]}, "task": {"type": ..., "index": ...}}'
-            ) from None
-    cluster = tf_config["cluster"]
-    kind, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
-    workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+        except ValueError:
+            tf_config = None
+    try:
+        cluster = tf_config["cluster"]
+        kind, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
+        workers = len(cluster["worker"]) + len(cluster.get("chief", []))
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(
+            f"$TF_CONFIG is not a cluster spec ({str(environ.get('TF_CONFIG'))[:80]!r}): it "
+            'needs {"cluster": {"worker": [...]}, "task": {"type": ..., "index": ...}}'
+        ) from None
     chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
     return Cluster(tf_config, index, workers, chief)
 

@@ -62,21 +62,20 @@ class BatchStepper:
     def reset(self) -> None:
         self._means.reset()
 
-    def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
-        # One train_on_batch call per step whatever steps_per_execution is: the method's point
-        # is a call per batch; the execution size only sets how often the hooks run.
+    def _steps(self, call: Any, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        # One Keras call per batch whatever steps_per_execution is: the method's point is a call
+        # per batch; the execution size only sets how often the hooks run.
         ran = 0
         for x, y in itertools.islice(iterator, steps):
-            self._means.add(self._model.train_on_batch(x, y, return_dict=True), self._size(y))
+            self._means.add(call(x, y, return_dict=True), self._size(y))
             ran += 1
         return ran
 
+    def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        return self._steps(self._model.train_on_batch, iterator, steps)
+
     def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
-        ran = 0
-        for x, y in itertools.islice(iterator, steps):
-            self._means.add(self._model.test_on_batch(x, y, return_dict=True), self._size(y))
-            ran += 1
-        return ran
+        return self._steps(self._model.test_on_batch, iterator, steps)
 
     def results(self) -> dict[str, float]:
         return self._means.result()
