@@ -1,7 +1,8 @@
 """How far apart the three methods' results are: weight and per-epoch metric differences.
 
-Pure NumPy on results that training produced; :func:`trainways.run.measure_agreement` does the
-training.
+:func:`compare` is pure NumPy on results that training produced (the ``compare`` report uses it
+on finished runs); :func:`measure` trains the methods under one configuration and compares them
+(``trainways agree``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
+import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from trainways.config import RunConfig
 
 #: Largest absolute difference allowed in any weight after the first epoch.
 WEIGHT_TOLERANCE = 1e-5
@@ -166,3 +171,61 @@ def format_agreement(agreement: Agreement) -> str:
         f"(tolerance {METRIC_TOLERANCE:g})",
     ]
     return "\n".join(lines)
+
+
+def measure(
+    config: RunConfig, reuters: Any, *, methods: Sequence[str] = ("fit", "batch", "loop")
+) -> tuple[Agreement, dict[str, dict[str, list[float]]]]:
+    """Train each method from the same seed, with op determinism, and compare them.
+
+    Args:
+        config: The configuration every method trains (``train.seed`` set; ``deterministic``
+            is turned on whatever it says).
+        reuters: The loaded data.
+        methods: The methods to train, in order.
+
+    Returns:
+        The agreement and each method's History.
+    """
+    from trainways import callbacks as tw_callbacks
+    from trainways import run
+    from trainways.trainers import get_trainer
+
+    config = replace(config, train=replace(config.train, deterministic=True))
+    first, final, histories = {}, {}, {}
+    for method in methods:
+        # Fresh layer-name counters, so each model's variables have the same paths.
+        keras.backend.clear_session()
+        run.seed_everything(config)
+        training = run.build_training(config, reuters)
+        capture = _FirstEpochWeights()
+        timer = tw_callbacks.EpochLogger(run.LOG.getChild(f"agree.{method}"))
+        history = get_trainer(method)(
+            training.model,
+            training.data,
+            training.spec,
+            [*run.schedule_callbacks(config), capture, timer],
+        )
+        run.LOG.info(
+            "%s: %d epoch(s) in %.1f s", method, len(timer.epoch_seconds), sum(timer.epoch_seconds)
+        )
+        first[method] = capture.weights
+        final[method] = _named_weights(training.model)
+        histories[method] = history.history
+    return compare(first, final, histories), histories
+
+
+def _named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    return [(v.path, np.asarray(keras.ops.convert_to_numpy(v))) for v in model.weights]
+
+
+class _FirstEpochWeights(keras.callbacks.Callback):
+    """Keeps a copy of the model's variables at the end of the first epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: list[tuple[str, np.ndarray]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.weights:
+            self.weights = _named_weights(self.model)

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainways.config import METHODS, ConfigError
+from trainways.config import ConfigError, RunConfig, TrainConfig, replace
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
 
@@ -65,17 +65,14 @@ def train(
     x: Any,
     y: Any = None,
     *,
-    method: str = "fit",
-    epochs: int = 1,
-    batch_size: int = 32,
     validation_data: Any = None,
     loss: str | Callable[..., Any] | keras.losses.Loss = "sparse_categorical_crossentropy",
     optimizer: str | keras.optimizers.Optimizer = "adam",
     metrics: Sequence[str | keras.metrics.Metric] = (),
     callbacks: Iterable[keras.callbacks.Callback] | None = None,
     shuffle: bool = True,
-    seed: int | None = None,
-    jit_compile: bool = False,
+    config: TrainConfig | None = None,
+    **options: Any,
 ) -> keras.callbacks.History:
     """Train ``model`` with ``Model.fit``, a ``train_on_batch`` loop or a GradientTape loop.
 
@@ -83,21 +80,30 @@ def train(
     in ``fit``'s order and the History has the same keys (``loss``, each metric's name, and
     ``val_`` versions when there is validation data).
 
+    The training options are those of ``trainways train``, by their
+    :class:`~trainways.config.TrainConfig` names: pass a ``config``, or the options as keywords
+    (``method="loop", epochs=3, steps_per_execution=4, xla_optimizer=True, seed=1, ...``), or
+    both (keywords override). Only the defaults differ: the library's optimizer is ``"adam"``
+    unless given, and ``epochs`` is 1.
+
     Args:
         model: Any Keras model; it is compiled with ``loss``, ``optimizer`` and ``metrics``.
         x: A ``tf.data.Dataset`` of ``(x, y)`` batches, or a NumPy array of inputs.
         y: Targets when ``x`` is an array; ``None`` with a dataset.
-        method: ``"fit"``, ``"batch"`` or ``"loop"``.
-        epochs: Passes over the training data.
-        batch_size: Batch size when ``x`` is an array (a dataset is used as batched).
         validation_data: A dataset or an ``(x_val, y_val)`` tuple, never shuffled; or ``None``.
         loss: A Keras loss object, name, or per-sample function.
-        optimizer: A Keras optimizer object or name.
+        optimizer: A Keras optimizer object or name. ``learning_rate`` (if given) sets a named
+            optimizer's rate; ``xla_optimizer=True`` needs ``"nadam"``.
         metrics: Metric objects or names; each method gets its own fresh copies.
-        callbacks: Keras callbacks (``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``...).
-        shuffle: Reshuffle array inputs every epoch.
-        seed: Seed for that shuffle.
-        jit_compile: Compile the steps with XLA, for every method alike.
+        callbacks: Keras callbacks (``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``...);
+            ``lr_halve_at`` and ``patience`` add trainways' own, as on the command line.
+        shuffle: Reshuffle array inputs every epoch (the order is a pure function of ``seed``
+            and the epoch).
+        config: Training options as a :class:`~trainways.config.TrainConfig`.
+        **options: Training options by name, over ``config``. ``seed`` also seeds Keras's
+            random generators; ``deterministic`` turns on deterministic kernels. ``precision``
+            and ``tensorboard`` belong to models and run directories that trainways builds:
+            set a dtype policy or pass ``keras.callbacks.TensorBoard`` instead.
 
     Returns:
         The ``keras.callbacks.History`` of per-epoch logs.
@@ -105,11 +111,18 @@ def train(
     Raises:
         ConfigError: An argument is invalid (one line saying which and why).
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    train_ds, steps = _as_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, role="x")
+    config = replace(config or TrainConfig(epochs=1), **options)
+    _refuse_run_options(config, options)
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        from trainways.backends import current
+
+        current().enable_determinism()
+    batch_size = config.batch_size
+    train_ds, steps = _as_dataset(
+        x, y, batch_size=batch_size, shuffle=shuffle, seed=config.seed, role="x"
+    )
     val_ds = None
     if validation_data is not None:
         val_x, val_y = (
@@ -120,10 +133,54 @@ def train(
         )
     metric_list = list(metrics)
     spec = TrainSpec(
-        epochs=epochs,
+        epochs=config.epochs,
         loss=_as_loss(loss),
-        optimizer=keras.optimizers.get(optimizer),
+        optimizer=_as_optimizer(optimizer, config, "learning_rate" in options),
         metrics=lambda: [_fresh_metric(m) for m in metric_list],
-        jit_compile=jit_compile,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
-    return get_trainer(method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)
+    from trainways.run import schedule_callbacks
+
+    callbacks = [*schedule_callbacks(RunConfig(train=config)), *(callbacks or [])]
+    return get_trainer(config.method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)
+
+
+def _refuse_run_options(config: TrainConfig, given: dict[str, Any]) -> None:
+    if config.precision != "float32":
+        raise ConfigError(
+            "precision applies to models trainways builds: build yours under "
+            f"keras.config.set_dtype_policy({config.precision!r}) instead",
+            keys=("precision",),
+        )
+    if config.tensorboard:
+        raise ConfigError(
+            "tensorboard writes into a trainways run directory: pass "
+            "keras.callbacks.TensorBoard(log_dir=...) in callbacks instead",
+            keys=("tensorboard",),
+        )
+
+
+def _as_optimizer(
+    optimizer: str | keras.optimizers.Optimizer, config: TrainConfig, rate_given: bool
+) -> keras.optimizers.Optimizer:
+    named = isinstance(optimizer, str)
+    if rate_given and not named:
+        raise ConfigError(
+            "learning_rate sets a named optimizer's rate: give it to your optimizer object "
+            "instead",
+            keys=("learning_rate",),
+        )
+    if config.xla_optimizer:
+        if not (named and optimizer.lower() == "nadam"):
+            raise ConfigError(
+                f"xla_optimizer compiles Nadam's update: pass optimizer='nadam', got {optimizer!r}",
+                keys=("xla_optimizer",),
+            )
+        from trainways.model import build_optimizer
+
+        return build_optimizer(config.learning_rate, xla=True)
+    resolved = keras.optimizers.get(optimizer)
+    if rate_given:
+        resolved.learning_rate = config.learning_rate
+    return resolved

@@ -219,13 +219,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -330,7 +323,7 @@ def save_checkpoint(
     try:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _write_file(tmp / ARRAYS, buffer.getvalue())
+        rundir.write_atomic(tmp / ARRAYS, buffer.getvalue())
         state = {
             "format": FORMAT_VERSION,
             "epoch": epoch,
@@ -343,7 +336,7 @@ def save_checkpoint(
             # Hashed from the file as written, so it vouches for the bytes on disk.
             "arrays_sha256": _sha256(tmp / ARRAYS),
         }
-        _write_file(tmp / STATE, (json.dumps(state, indent=1) + "\n").encode("utf-8"))
+        rundir.write_atomic(tmp / STATE, json.dumps(state, indent=1) + "\n")
         _fsync_dir(tmp)
         final = checkpoints / name
         if final.exists():
@@ -357,6 +350,35 @@ def save_checkpoint(
         raise
     _prune(checkpoints, epoch)
     return final
+
+
+def save_first_epoch_weights(run_dir: Path | str, model: keras.Model) -> Path:
+    """Keep the weights after epoch 1 in ``first_epoch.npz``, by variable path.
+
+    The epoch-1 checkpoint is pruned as training goes on; these stay, so a report can say how far
+    apart several methods were after one epoch, not only at the end.
+    """
+    arrays = {
+        f"weights.{i:04d}": np.asarray(keras.ops.convert_to_numpy(v))
+        for i, v in enumerate(model.weights)
+    }
+    arrays["names"] = np.array([v.path for v in model.weights], dtype=str)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path = Path(run_dir) / rundir.FIRST_EPOCH
+    rundir.write_atomic(path, buffer.getvalue())
+    return path
+
+
+def first_epoch_weights(run_dir: Path | str) -> list[tuple[str, np.ndarray]] | None:
+    """``(variable path, value)`` after epoch 1 (see :func:`save_first_epoch_weights`), or
+    ``None`` if the run has not finished an epoch."""
+    path = Path(run_dir) / rundir.FIRST_EPOCH
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as arrays:
+        names = [str(name) for name in arrays["names"]]
+        return [(name, arrays[f"weights.{i:04d}"]) for i, name in enumerate(names)]
 
 
 # --- Reading ----------------------------------------------------------------------------------
@@ -624,6 +646,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for key, value in (logs or {}).items():
             self._history.setdefault(key, []).append(float(value))
+        if epoch == 0:
+            save_first_epoch_weights(self.run_dir, self.model)
         self.last_saved = save_checkpoint(
             self.run_dir,
             self.model,

@@ -7,7 +7,6 @@ figure (the child's ``ru_maxrss``). The report is then written from what the run
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,9 +16,6 @@ from typing import Any
 
 from trainways import rundir
 from trainways.config import RunConfig
-
-STATE = "compare.json"
-
 
 def tutorial_config(config: RunConfig, method: str) -> RunConfig:
     """The tutorial chapter's own settings for ``method``: 10 epochs; LR halved at 5 for batch."""
@@ -34,43 +30,13 @@ def tutorial_config(config: RunConfig, method: str) -> RunConfig:
     )
 
 
-def train_argv(config: RunConfig, out: Path, *, quiet: bool = True) -> list[str]:
-    """``trainways train`` arguments that reproduce ``config`` into ``out``."""
-    train, data, device = config.train, config.data, config.device
-    argv = [
-        "train", "--method", train.method, "--epochs", str(train.epochs),
-        "--batch-size", str(train.batch_size), "--max-len", str(data.max_len),
-        "--lr", repr(train.learning_rate), "--seed", str(train.seed),
-        "--model", config.model.preset, "--skip-top", str(data.skip_top),
-        "--out", str(out), *(["--quiet"] if quiet else []),
-    ]  # fmt: skip
-    optional = {
-        "--lr-halve-at": train.lr_halve_at,
-        "--patience": train.patience,
-        "--num-words": data.num_words,
-        "--data": data.source,
-        "--gpu": device.gpu,
-        "--gpu-memory-limit": device.gpu_memory_limit,
-        "--steps-per-execution": None
-        if train.steps_per_execution == 1
-        else train.steps_per_execution,
-        "--precision": None if train.precision == "float32" else train.precision,
-        "--intra-op-threads": device.intra_op_threads or None,
-        "--inter-op-threads": device.inter_op_threads or None,
-    }
-    for flag, value in optional.items():
-        if value is not None:
-            argv += [flag, str(value)]
-    for flag, on in {
-        "--deterministic": train.deterministic,
-        "--tensorboard": train.tensorboard,
-        "--xla": train.jit_compile,
-        "--xla-optimizer": train.xla_optimizer,
-        "--cpu": device.cpu,
-    }.items():
-        if on:
-            argv.append(flag)
-    return argv
+def child_argv(config_file: Path, out: Path, *, quiet: bool = True) -> list[str]:
+    """``trainways train`` arguments that train the configuration in ``config_file`` into ``out``.
+
+    The child reads its whole configuration from the file (``train --config``), so every option,
+    today's and tomorrow's, reaches it without being listed here.
+    """
+    return ["train", "--config", str(config_file), "--out", str(out), *(["--quiet"] if quiet else [])]
 
 
 def _run_child(argv: list[str]) -> tuple[int, float]:
@@ -105,7 +71,7 @@ def run_comparison(
     Returns:
         0, or the exit status of the first method that did not complete.
     """
-    state_path = out / STATE
+    state_path = out / rundir.COMPARE_STATE
     state = rundir.read_json(state_path) if state_path.is_file() else {}
     state.update({"config": config.to_dict(), "methods": list(methods), "tutorial": tutorial})
     peaks: dict[str, float] = state.setdefault("peak_memory_mb", {})
@@ -117,11 +83,7 @@ def run_comparison(
             if tutorial
             else replace(config, train=replace(config.train, method=method))
         )
-        status = (
-            rundir.read_json(run / rundir.STATUS).get("state")
-            if (run / rundir.STATUS).is_file()
-            else None
-        )
+        status = (rundir.read_status(run) or {}).get("state")
         if status == rundir.COMPLETED:
             log(f"{method}: already completed in {run}")
             continue
@@ -130,7 +92,10 @@ def run_comparison(
             argv = ["train", "--resume", str(run), *(["--quiet"] if quiet else [])]
         else:
             log(f"{method}: training into {run}")
-            argv = train_argv(method_config, run, quiet=quiet)
+            config_file = rundir.comparison_config(out, method)
+            config_file.parent.mkdir(exist_ok=True)
+            rundir.write_json(config_file, method_config.to_dict())
+            argv = child_argv(config_file, run, quiet=quiet)
         code, peak = _run_child(argv)
         peaks[method] = max(peak, peaks.get(method, 0.0))
         rundir.write_json(state_path, state)
@@ -145,16 +110,16 @@ def run_comparison(
     from trainways.report import write_comparison_report
 
     write_comparison_report(out, methods, peaks, tutorial=tutorial)
-    log(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    log(f"report: {out / rundir.REPORT_HTML} and {out / rundir.REPORT_MD}")
     return 0
 
 
 def load_comparison_state(out: Path) -> dict[str, Any]:
     """The saved settings of the comparison in ``out`` (for ``--resume``)."""
-    path = out / STATE
+    path = out / rundir.COMPARE_STATE
     if not path.is_file():
         raise rundir.RunDirError(
-            f"--resume {out}: not a trainways comparison (no {STATE}); pass the --out of a "
-            "trainways compare"
+            f"--resume {out}: not a trainways comparison (no {rundir.COMPARE_STATE}); pass the "
+            "--out of a trainways compare"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return rundir.read_json(path)

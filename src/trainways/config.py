@@ -1,14 +1,23 @@
-"""Run configuration: frozen dataclasses, validated on construction.
+"""Run configuration: frozen dataclasses, validated on construction, and the one option table.
 
-Only the CLI (and the public :func:`trainways.train` entry point) builds these; everything else
-receives them read-only. Every check raises :class:`ConfigError` with one line that repeats the bad
-value and says what to do, so the CLI can print it as is.
+A run is described by a :class:`RunConfig` of four sections. Every field that a user may set
+from the command line declares its option right here, in the field's metadata (:func:`option`):
+flag, help text, help group, parser, and whether ``--resume`` may change it. The CLI builds its
+parser from these declarations, :func:`apply_options` turns parsed values into a configuration,
+and ``compare`` hands each child its configuration as a file — so a new setting is one field with
+one :func:`option`, and nothing else has to be kept in sync.
+
+Every check raises :class:`ConfigError` with one line that repeats the bad value, in the
+configuration's own terms (field names): the same message serves the library and the CLI, which
+adds the flags the error is about.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 METHODS: tuple[str, ...] = ("fit", "batch", "loop")
@@ -17,35 +26,115 @@ PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message is one line fit for a user."""
+    """A configuration value is invalid; the message is one line fit for a user.
 
-
-def _require_positive(name: str, value: int | float | None, *, flag: str) -> None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}: pass {flag} with a value > 0")
-
-
-def resolve_steps_per_execution(value: int | str, steps_per_epoch: int) -> int:
-    """The steps per execution that ``value`` (a number or ``"epoch"``) means for an epoch.
-
-    Executions run whole: with 281 steps per epoch and 32 per execution, ``fit``'s last execution
-    would take 7 batches of the next epoch. So the value must divide the epoch, for every method
-    alike.
-
-    Raises:
-        ConfigError: ``value`` does not divide ``steps_per_epoch``; the message lists the values
-            that do.
+    Attributes:
+        keys: The configuration fields the error is about (the CLI names their flags).
     """
-    resolved = steps_per_epoch if value == "epoch" else int(value)
-    if steps_per_epoch % resolved == 0:
-        return resolved
-    choices = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
-    if len(choices) > 12:
-        choices = [*choices[:11], steps_per_epoch]
-    raise ConfigError(
-        f"steps per execution {value} does not divide the {steps_per_epoch} steps of an epoch: "
-        f"pass --steps-per-execution with one of {', '.join(map(str, choices))} or 'epoch'"
-    )
+
+    def __init__(self, message: str, *, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
+# --------------------------------------------------------------------------- option table
+
+
+def option(
+    default: Any = None,
+    *,
+    flag: str,
+    help: str,
+    group: str,
+    parse: Callable[[str], Any] | None = None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    resumable: bool = False,
+) -> Any:
+    """A dataclass field that the command line can set.
+
+    Args:
+        default: The field's default (the one source of truth for it).
+        flag: Its command-line flag, e.g. ``--batch-size``.
+        help: One sentence for ``--help``; ``{default}`` is replaced by the default.
+        group: The ``--help`` section it is listed in.
+        parse: Turns the flag's text into a value (``None``: a boolean switch).
+        metavar: Placeholder shown in ``--help``.
+        choices: The allowed values, for ``--help`` and argparse.
+        resumable: Whether ``--resume`` may change it (devices, the data's location).
+    """
+    metadata = {
+        "flag": flag,
+        "help": help,
+        "group": group,
+        "parse": parse,
+        "metavar": metavar,
+        "choices": choices,
+        "resumable": resumable,
+    }
+    return field(default=default, metadata=metadata)
+
+
+def _number(convert: type) -> Callable[[str], Any]:
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError:
+            raise ValueError(f"expected {kind}, got {text!r}") from None
+
+    parse.__name__ = convert.__name__  # argparse names the type in its message
+    return parse
+
+
+_int = _number(int)
+_float = _number(float)
+
+
+def _steps_per_execution(text: str) -> int | str:
+    if text == "epoch":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number or 'epoch', got {text!r}") from None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected GPU indices like 0,1, got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _path(text: str) -> str:
+    # Absolute, so that evaluate and --resume find it from any directory.
+    return str(Path(text).expanduser().resolve())
+
+
+def _positive(key: str, value: float | None) -> None:
+    if value is not None and (isinstance(value, bool) or not value > 0):
+        raise ConfigError(f"{key} must be positive, got {value!r}", keys=(key,))
+
+
+def _at_least_zero(key: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key} must be a whole number >= 0, got {value!r}", keys=(key,))
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"unknown {key} {value!r}: choose one of {', '.join(allowed)}", keys=(key,)
+        )
+
+
+# --------------------------------------------------------------------------- sections
 
 
 @dataclass(frozen=True)
@@ -60,16 +149,43 @@ class DataConfig:
         max_len: Length sequences are pre-padded and pre-truncated to.
     """
 
-    source: str | None = None
-    num_words: int | None = None
-    skip_top: int = 0
-    max_len: int = 300
+    source: str | None = option(
+        flag="--data",
+        parse=_path,
+        metavar="PATH",
+        group="data",
+        resumable=True,
+        help="Reuters-21578 directory (reut2-*.sgm) or a Keras reuters.npz; default: "
+        "$TRAINWAYS_DATA, then the trainways cache, then Keras's reuters.npz",
+    )
+    num_words: int | None = option(
+        flag="--num-words",
+        parse=_int,
+        metavar="N",
+        group="data",
+        help="keep the N most frequent word ids (default: all)",
+    )
+    skip_top: int = option(
+        0,
+        flag="--skip-top",
+        parse=_int,
+        metavar="N",
+        group="data",
+        help="map the N most frequent ids to OOV (default: {default})",
+    )
+    max_len: int = option(
+        300,
+        flag="--max-len",
+        parse=_int,
+        metavar="N",
+        group="data",
+        help="pad/truncate wires to this many ids (default: {default})",
+    )
 
     def __post_init__(self) -> None:
-        _require_positive("num_words", self.num_words, flag="--num-words")
-        _require_positive("max_len", self.max_len, flag="--max-len")
-        if self.skip_top < 0:
-            raise ConfigError(f"skip_top must be >= 0, got {self.skip_top!r}")
+        _positive("num_words", self.num_words)
+        _positive("max_len", self.max_len)
+        _at_least_zero("skip_top", self.skip_top)
 
 
 @dataclass(frozen=True)
@@ -81,11 +197,20 @@ class ModelConfig:
         embedding_dim: Width of the embedding (the tutorial used 7).
     """
 
-    preset: str = "cnn"
-    embedding_dim: int = 7
+    preset: str = option(
+        "cnn", flag="--model", parse=str, group="model", help="model preset (default: {default})"
+    )
+    embedding_dim: int = option(
+        7,
+        flag="--embedding-dim",
+        parse=_int,
+        metavar="N",
+        group="model",
+        help="width of the word embedding (default: {default}, the tutorial's)",
+    )
 
     def __post_init__(self) -> None:
-        _require_positive("embedding_dim", self.embedding_dim, flag="--embedding-dim")
+        _positive("embedding_dim", self.embedding_dim)
 
 
 @dataclass(frozen=True)
@@ -100,7 +225,8 @@ class TrainConfig:
         learning_rate: Nadam's initial learning rate.
         lr_halve_at: 1-based epoch at whose start the learning rate is halved once (the
             tutorial's ``batch`` method used 5); ``None`` keeps it constant.
-        seed: Seeds Python, NumPy, TensorFlow and the per-epoch shuffle; ``None`` is random.
+        seed: Seeds Python, NumPy, TensorFlow and the per-epoch shuffle; ``None`` is random
+            (a run draws one and records it).
         deterministic: Also turn on TensorFlow op determinism, so that a seeded run repeats
             bit for bit (and resumes bit for bit).
         patience: Stop early when ``val_loss`` has not improved for this many epochs
@@ -113,8 +239,8 @@ class TrainConfig:
         steps_per_execution: Training steps run per call between batch hooks (``fit``'s
             ``steps_per_execution``; the GradientTape loop runs them in one graph, the
             ``train_on_batch`` method still calls once per batch). An integer that divides the
-            steps of an epoch, or ``"epoch"`` for whole epochs. Progress and Ctrl-C act between
-            executions.
+            steps of an epoch, or ``"epoch"`` for whole epochs (see
+            :func:`resolve_steps_per_execution`). Progress and Ctrl-C act between executions.
         xla_optimizer: Run the optimizer's update as one XLA-compiled function (the forward and
             backward passes stay on TensorFlow's kernels); same formula, different rounding.
         precision: ``float32``, or ``mixed_bfloat16`` (bfloat16 compute, float32 weights and
@@ -122,40 +248,116 @@ class TrainConfig:
             GPUs from Ampere on), slower elsewhere; results differ in the last digits.
     """
 
-    method: str = "fit"
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    lr_halve_at: int | None = None
-    seed: int | None = None
-    deterministic: bool = False
-    patience: int | None = None
-    tensorboard: bool = False
-    jit_compile: bool = False
-    steps_per_execution: int | str = 1
-    xla_optimizer: bool = False
-    precision: str = "float32"
+    method: str = option(
+        "fit",
+        flag="--method",
+        parse=str,
+        choices=METHODS,
+        group="training",
+        help="fit: Model.fit; batch: train_on_batch loop; loop: GradientTape loop "
+        "(default: {default})",
+    )
+    epochs: int = option(
+        10, flag="--epochs", parse=_int, metavar="N", group="training", help="default: {default}"
+    )
+    batch_size: int = option(
+        32,
+        flag="--batch-size",
+        parse=_int,
+        metavar="N",
+        group="training",
+        help="samples per step, the global batch under a strategy (default: {default})",
+    )
+    learning_rate: float = option(
+        1e-3,
+        flag="--lr",
+        parse=_float,
+        metavar="LR",
+        group="training",
+        help="Nadam learning rate (default: {default})",
+    )
+    lr_halve_at: int | None = option(
+        flag="--lr-halve-at",
+        parse=_int,
+        metavar="EPOCH",
+        group="training",
+        help="halve the learning rate once, at the start of this 1-based epoch "
+        "(the tutorial's batch method used 5; default: never)",
+    )
+    seed: int | None = option(
+        flag="--seed",
+        parse=_int,
+        metavar="S",
+        group="training",
+        help="seed Python, NumPy, TensorFlow and the shuffle (default: random, recorded in "
+        "config.json)",
+    )
+    deterministic: bool = option(
+        False,
+        flag="--deterministic",
+        group="training",
+        help="also turn on TensorFlow op determinism: with --seed, runs repeat bit for bit",
+    )
+    patience: int | None = option(
+        flag="--patience",
+        parse=_int,
+        metavar="N",
+        group="training",
+        help="stop early after N epochs without a better val_loss (default: never)",
+    )
+    tensorboard: bool = option(
+        False,
+        flag="--tensorboard",
+        group="output",
+        help="write TensorBoard logs to RUN_DIR/tensorboard (view: tensorboard --logdir RUN_DIR)",
+    )
+    jit_compile: bool = option(
+        False,
+        flag="--xla",
+        group="speed",
+        help="compile the training steps with XLA (every method alike)",
+    )
+    steps_per_execution: int | str = option(
+        1,
+        flag="--steps-per-execution",
+        parse=_steps_per_execution,
+        metavar="N|epoch",
+        group="speed",
+        help="run N training steps per call, as fit's steps_per_execution (the GradientTape "
+        "loop runs them in one graph; train_on_batch still calls once per batch): less Python "
+        "per step, but progress, batch callbacks and Ctrl-C act every N steps. N must divide "
+        "the steps of an epoch; 'epoch' = whole epochs (default: {default})",
+    )
+    xla_optimizer: bool = option(
+        False,
+        flag="--xla-optimizer",
+        group="speed",
+        help="run Nadam's update as one XLA-compiled function instead of ~175 small ops per "
+        "step (every method alike; the model's own ops stay on TensorFlow's kernels)",
+    )
+    precision: str = option(
+        "float32",
+        flag="--precision",
+        parse=str,
+        choices=PRECISIONS,
+        group="speed",
+        help="float32, or mixed_bfloat16: bfloat16 arithmetic with float32 weights, faster on "
+        "CPUs with AMX/AVX512-BF16 and Ampere+ GPUs, slower elsewhere (default: {default})",
+    )
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
-            )
+        _one_of("method", self.method, METHODS)
+        _one_of("precision", self.precision, PRECISIONS)
         spe = self.steps_per_execution
         if spe != "epoch" and not (isinstance(spe, int) and not isinstance(spe, bool) and spe > 0):
             raise ConfigError(
-                f"steps_per_execution must be a positive integer or 'epoch', got {spe!r}: "
-                "pass --steps-per-execution N or --steps-per-execution epoch"
+                f"steps_per_execution must be a positive whole number or 'epoch', got {spe!r}",
+                keys=("steps_per_execution",),
             )
-        _require_positive("epochs", self.epochs, flag="--epochs")
-        _require_positive("batch_size", self.batch_size, flag="--batch-size")
-        _require_positive("learning_rate", self.learning_rate, flag="--lr")
-        _require_positive("lr_halve_at", self.lr_halve_at, flag="--lr-halve-at")
-        _require_positive("patience", self.patience, flag="--patience")
+        for key in ("epochs", "batch_size", "learning_rate", "lr_halve_at", "patience"):
+            _positive(key, getattr(self, key))
         if self.seed is not None and not 0 <= self.seed < 2**31:
-            raise ConfigError(f"seed must be in [0, 2**31), got {self.seed!r}: pass --seed S")
+            raise ConfigError(f"seed must be in [0, 2**31), got {self.seed!r}", keys=("seed",))
 
 
 @dataclass(frozen=True)
@@ -181,16 +383,86 @@ class DeviceConfig:
         task_index: This process's index in ``workers``; worker 0 is the chief.
     """
 
-    gpu: int | None = None
-    gpu_memory_limit: int | None = None
-    cpu: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    strategy: str = "default"
-    gpus: tuple[int, ...] | None = None
-    cpu_devices: int | None = None
-    workers: tuple[str, ...] | None = None
-    task_index: int | None = None
+    gpu: int | None = option(
+        flag="--gpu",
+        parse=_int,
+        metavar="N",
+        group="devices",
+        resumable=True,
+        help="train on GPU N only, with memory growth (default: the first GPU, if any)",
+    )
+    gpu_memory_limit: int | None = option(
+        flag="--gpu-memory-limit",
+        parse=_int,
+        metavar="MB",
+        group="devices",
+        resumable=True,
+        help="cap the GPU's memory at MB instead of memory growth",
+    )
+    cpu: bool = option(
+        False, flag="--cpu", group="devices", resumable=True, help="hide all GPUs"
+    )
+    intra_op_threads: int = option(
+        0,
+        flag="--intra-op-threads",
+        parse=_int,
+        metavar="N",
+        group="devices",
+        resumable=True,
+        help="threads one TensorFlow op may use (default: {default} = TensorFlow's choice)",
+    )
+    inter_op_threads: int = option(
+        0,
+        flag="--inter-op-threads",
+        parse=_int,
+        metavar="N",
+        group="devices",
+        resumable=True,
+        help="TensorFlow ops that may run at once (default: {default} = TensorFlow's choice)",
+    )
+    strategy: str = option(
+        "default",
+        flag="--strategy",
+        parse=str,
+        choices=STRATEGIES,
+        group="distribution",
+        resumable=True,
+        help="default: one device; mirrored: MirroredStrategy over this machine's --gpus (or "
+        "--cpu-devices); multiworker: MultiWorkerMirroredStrategy over --workers "
+        "(or $TF_CONFIG), worker 0 writes the run directory",
+    )
+    gpus: tuple[int, ...] | None = option(
+        flag="--gpus",
+        parse=_int_list,
+        metavar="I,J",
+        group="distribution",
+        resumable=True,
+        help="GPUs to mirror over, with memory growth (default: all)",
+    )
+    cpu_devices: int | None = option(
+        flag="--cpu-devices",
+        parse=_int,
+        metavar="N",
+        group="distribution",
+        resumable=True,
+        help="mirror over N logical CPU devices (splits the CPU: for testing without GPUs)",
+    )
+    workers: tuple[str, ...] | None = option(
+        flag="--workers",
+        parse=_str_list,
+        metavar="HOST:PORT,...",
+        group="distribution",
+        resumable=True,
+        help="every worker's address, worker 0 (the chief) first; the same list on each worker",
+    )
+    task_index: int | None = option(
+        flag="--task-index",
+        parse=_int,
+        metavar="I",
+        group="distribution",
+        resumable=True,
+        help="this worker's position in --workers",
+    )
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
@@ -198,65 +470,82 @@ class DeviceConfig:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check_strategy()
-        if self.gpu is not None and self.gpu < 0:
-            raise ConfigError(f"--gpu must be a GPU index >= 0, got {self.gpu!r}")
-        _require_positive("gpu_memory_limit", self.gpu_memory_limit, flag="--gpu-memory-limit")
-        for name in ("intra_op_threads", "inter_op_threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(
-                    f"{name} must be >= 0, got {value!r}: pass {flag} N (0 = TensorFlow's choice)"
-                )
+        if self.gpu is not None and (not isinstance(self.gpu, int) or self.gpu < 0):
+            raise ConfigError(f"gpu must be a GPU index >= 0, got {self.gpu!r}", keys=("gpu",))
+        _positive("gpu_memory_limit", self.gpu_memory_limit)
+        _at_least_zero("intra_op_threads", self.intra_op_threads)
+        _at_least_zero("inter_op_threads", self.inter_op_threads)
         if self.cpu and (self.gpu is not None or self.gpu_memory_limit is not None):
-            raise ConfigError("--cpu hides all GPUs: drop --gpu / --gpu-memory-limit, or --cpu")
+            raise ConfigError(
+                "cpu hides all GPUs: drop gpu / gpu_memory_limit, or cpu",
+                keys=("cpu", "gpu", "gpu_memory_limit"),
+            )
 
     def _check_strategy(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}"
-            )
+        _one_of("strategy", self.strategy, STRATEGIES)
         distributed = self.strategy != "default"
         if self.gpus is not None:
             if not distributed:
                 raise ConfigError(
-                    f"--gpus {','.join(map(str, self.gpus))} needs --strategy mirrored or "
-                    "multiworker; for one GPU pass --gpu N"
+                    f"gpus {','.join(map(str, self.gpus))} needs strategy mirrored or "
+                    "multiworker; for one GPU set gpu",
+                    keys=("gpus", "strategy", "gpu"),
                 )
             if (
                 not self.gpus
                 or any(g < 0 for g in self.gpus)
                 or len(set(self.gpus)) != len(self.gpus)
             ):
-                raise ConfigError(f"--gpus must list distinct GPU indices >= 0, got {self.gpus}")
+                raise ConfigError(
+                    f"gpus must list distinct GPU indices >= 0, got {self.gpus}", keys=("gpus",)
+                )
             if self.gpu is not None or self.cpu:
-                raise ConfigError("--gpus chooses the GPUs: drop --gpu / --cpu")
+                raise ConfigError("gpus chooses the GPUs: drop gpu / cpu", keys=("gpus",))
         if self.cpu_devices is not None:
             if self.strategy != "mirrored":
                 raise ConfigError(
-                    f"--cpu-devices {self.cpu_devices} splits the CPU for --strategy mirrored; "
-                    f"got --strategy {self.strategy}"
+                    f"cpu_devices {self.cpu_devices} splits the CPU for strategy mirrored; "
+                    f"got strategy {self.strategy}",
+                    keys=("cpu_devices", "strategy"),
                 )
-            _require_positive("cpu_devices", self.cpu_devices, flag="--cpu-devices")
+            _positive("cpu_devices", self.cpu_devices)
             if self.gpus is not None:
-                raise ConfigError("--cpu-devices and --gpus exclude each other: pick one")
+                raise ConfigError(
+                    "cpu_devices and gpus exclude each other: pick one", keys=("cpu_devices",)
+                )
         if self.strategy == "mirrored" and self.gpu is not None:
-            raise ConfigError("--strategy mirrored spans several devices: use --gpus, not --gpu")
+            raise ConfigError(
+                "strategy mirrored spans several devices: set gpus, not gpu", keys=("gpu",)
+            )
         if self.workers is not None:
             if self.strategy != "multiworker":
-                raise ConfigError("--workers needs --strategy multiworker")
-            bad = [w for w in self.workers if not w.rpartition(":")[2].isdigit()]
+                raise ConfigError(
+                    "workers needs strategy multiworker", keys=("workers", "strategy")
+                )
+            bad = [w for w in self.workers if ":" not in w or not w.rpartition(":")[2].isdigit()]
             if not self.workers or bad:
                 raise ConfigError(
-                    f"--workers must be host:port,host:port,..., got {','.join(self.workers)}"
+                    f"workers must be host:port,host:port,..., got {','.join(self.workers)!r}",
+                    keys=("workers",),
                 )
             if self.task_index is None or not 0 <= self.task_index < len(self.workers):
                 raise ConfigError(
-                    f"--task-index must be this worker's index in --workers, 0.."
-                    f"{len(self.workers) - 1}, got {self.task_index}"
+                    f"task_index must be this worker's index in workers, 0.."
+                    f"{len(self.workers) - 1}, got {self.task_index}",
+                    keys=("task_index",),
                 )
         elif self.task_index is not None:
-            raise ConfigError("--task-index goes with --workers (or set $TF_CONFIG instead)")
+            raise ConfigError(
+                "task_index goes with workers (or set $TF_CONFIG instead)", keys=("task_index",)
+            )
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "device": DeviceConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -273,23 +562,24 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunConfig:
         """Rebuild a configuration saved by :meth:`to_dict`, validating it again.
+
+        Sections and keys left out take their defaults.
 
         Raises:
             ConfigError: A section or key is unknown or a value is invalid.
         """
-        kinds = {
-            "data": DataConfig,
-            "model": ModelConfig,
-            "train": TrainConfig,
-            "device": DeviceConfig,
-        }
-        unknown = set(raw) - set(kinds)
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"a configuration is a JSON object of sections, got {raw!r:.60}")
+        unknown = set(raw) - set(_SECTIONS)
         if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)}")
+            raise ConfigError(
+                f"unknown config section(s) {sorted(unknown)}: the sections are "
+                f"{', '.join(_SECTIONS)}"
+            )
         built = {}
-        for name, kind in kinds.items():
+        for name, kind in _SECTIONS.items():
             values = raw.get(name, {})
             known = {f.name for f in dataclasses.fields(kind)}
             extra = set(values) - known
@@ -297,3 +587,113 @@ class RunConfig:
                 raise ConfigError(f"unknown key(s) {sorted(extra)} in config section {name!r}")
             built[name] = kind(**values)
         return cls(**built)
+
+    def with_values(self, values: Mapping[str, Any]) -> RunConfig:
+        """A copy with ``values`` (``"section.key"`` → value) replaced, validated again."""
+        changes: dict[str, dict[str, Any]] = {}
+        for path, value in values.items():
+            section, _, key = path.partition(".")
+            changes.setdefault(section, {})[key] = value
+        return replace(
+            self,
+            **{
+                section: replace(getattr(self, section), **keys)
+                for section, keys in changes.items()
+            },
+        )
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that names an unknown key in a :class:`ConfigError`."""
+    known = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for {type(obj).__name__}: choose from "
+            f"{', '.join(sorted(known))}"
+        )
+    return dataclasses.replace(obj, **changes)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of the table: which field it sets and how."""
+
+    path: str  # "section.key"
+    key: str
+    flag: str
+    help: str
+    group: str
+    parse: Callable[[str], Any] | None
+    metavar: str | None
+    choices: tuple[str, ...] | None
+    resumable: bool
+    default: Any
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination: the configuration path, dots included."""
+        return self.path
+
+
+def options() -> Iterator[Option]:
+    """Every option of the table, section by section, in declaration order."""
+    for section, kind in _SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            if "flag" not in f.metadata:
+                continue
+            meta = f.metadata
+            yield Option(
+                path=f"{section}.{f.name}",
+                key=f.name,
+                flag=meta["flag"],
+                help=meta["help"].replace("{default}", str(f.default)),
+                group=meta["group"],
+                parse=meta["parse"],
+                metavar=meta["metavar"],
+                choices=meta["choices"],
+                resumable=meta["resumable"],
+                default=f.default,
+            )
+
+
+def flags_of(keys: tuple[str, ...]) -> list[str]:
+    """The command-line flags of configuration keys (field names), in the table's order."""
+    return [o.flag for o in options() if o.key in keys]
+
+
+def apply_options(base: RunConfig, given: Mapping[str, Any]) -> RunConfig:
+    """``base`` with the options that were given (``"section.key"`` → value; ``None``: not given).
+
+    A new single-device choice (``gpu``, ``gpu_memory_limit``, ``cpu``) replaces the old one
+    rather than mixing with it, so a resumed run can move from a GPU to the CPU.
+    """
+    values = {path: value for path, value in given.items() if value is not None}
+    single_device = ("device.gpu", "device.gpu_memory_limit", "device.cpu")
+    if any(path in values for path in single_device):
+        values = {"device.gpu": None, "device.gpu_memory_limit": None, "device.cpu": False, **values}
+    return base.with_values(values) if values else base
+
+
+def resolve_steps_per_execution(value: int | str, steps_per_epoch: int) -> int:
+    """The steps per execution that ``value`` (a number or ``"epoch"``) means for an epoch.
+
+    Executions run whole: with 281 steps per epoch and 32 per execution, ``fit``'s last execution
+    would take 7 batches of the next epoch. So the value must divide the epoch, for every method
+    alike.
+
+    Raises:
+        ConfigError: ``value`` does not divide ``steps_per_epoch``; the message lists the values
+            that do.
+    """
+    resolved = steps_per_epoch if value == "epoch" else int(value)
+    if steps_per_epoch % resolved == 0:
+        return resolved
+    choices = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+    if len(choices) > 12:
+        choices = [*choices[:11], steps_per_epoch]
+    raise ConfigError(
+        f"steps_per_execution {value} does not divide the {steps_per_epoch} steps of an epoch: "
+        f"choose one of {', '.join(map(str, choices))} or 'epoch'",
+        keys=("steps_per_execution",),
+    )

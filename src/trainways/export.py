@@ -16,7 +16,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from trainways.data import _FILTERS
+from trainways import rundir
+from trainways.data import FILTERS
 
 SIGNATURE = "serve"
 
@@ -46,7 +47,7 @@ class TextEncoder(tf.Module):
             ),
             default_value=-1,
         )
-        self._filters = "[" + "".join(re.escape(c) for c in _FILTERS) + "]"
+        self._filters = "[" + "".join(re.escape(c) for c in FILTERS) + "]"
 
     def __call__(self, texts: tf.Tensor) -> tf.Tensor:
         # tf.strings.lower with no encoding lower-cases ASCII bytes only, as the original did.
@@ -97,3 +98,22 @@ def export_text_model(model: keras.Model, encoder_state: dict[str, Any], path: P
         input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="texts")],
     )
     archive.write_out(str(path), verbose=False)
+
+
+def export_run(run_dir: Path | str, out: Path | str, *, last: bool = False) -> Path:
+    """Export a finished run's best model (or its last) as a text-serving SavedModel.
+
+    Returns:
+        The model file that was exported.
+
+    Raises:
+        RunDirError: ``out`` exists and is not empty, or ``run_dir`` is not a completed run.
+    """
+    from trainways import inference
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise rundir.RunDirError(f"{out} exists and is not empty: choose a new directory")
+    model, model_path = inference.load_model(run_dir, last=last)
+    export_text_model(model, inference.encoder_state(run_dir), out)
+    return model_path

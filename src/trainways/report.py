@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from trainways import rundir
 
 
 def best_epoch(history: Mapping[str, Sequence[float]], monitor: str = "val_accuracy") -> int:
@@ -56,28 +56,6 @@ def summarize_history(
     )
     summary["train_seconds"] = round(train_seconds, 3)
     return summary
-
-
-def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
-    """Write a History as ``keras.callbacks.CSVLogger`` writes it, atomically.
-
-    Same columns (``epoch`` then the keys sorted) and the same text for each value, so that a
-    resumed run's ``CSVLogger(append=True)`` continues the file seamlessly.
-    """
-    keys = sorted(history)
-    epochs = len(history[keys[0]]) if keys else 0
-    path = Path(path)
-    if not epochs:
-        # A header alone would make CSVLogger(append=True) skip writing its own, with the keys.
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", *keys])
-        writer.writeheader()
-        for epoch in range(epochs):
-            writer.writerow({"epoch": epoch, **{key: history[key][epoch] for key in keys}})
-    os.replace(tmp, path)
 
 
 def classification_summary(
@@ -159,28 +137,26 @@ _METRIC_PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("top5_accuracy", 
 _COLOURS = {"fit": "#1f77b4", "batch": "#d62728", "loop": "#2ca02c"}
 
 
-def _final_weights(run: Path) -> list[Any]:
-    """The weights in a run's newest checkpoint, read with NumPy alone (no TensorFlow)."""
-    import numpy as np
+def _weights(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """A run's weights after epoch 1 and after its last epoch (verified checkpoint), by name."""
+    from trainways import checkpoint
 
-    newest = max((run / "checkpoints").glob("epoch-*"), default=None)
-    if newest is None:
-        return []
-    with np.load(newest / "arrays.npz", allow_pickle=False) as arrays:
-        return [arrays[k] for k in sorted(k for k in arrays.files if k.startswith("weights."))]
+    first = checkpoint.first_epoch_weights(run) or []
+    latest = checkpoint.load_checkpoint(run, warn=lambda message: None)
+    final = latest.weights if latest is not None else ()
+    names = [name for name, _ in first] or [f"weight {i}" for i in range(len(final))]
+    return first, list(zip(names, final, strict=False))
 
 
 def comparison_rows(
     out: Path, methods: Sequence[str], peaks: Mapping[str, float]
 ) -> list[dict[str, Any]]:
     """One summary row per method from its run directory (``out/<method>``)."""
-    import json
-
     rows = []
     for method in methods:
         run = out / method
-        metrics = json.loads((run / "metrics.json").read_text())
-        config = json.loads((run / "config.json").read_text())
+        metrics = rundir.read_metrics(run)
+        config = rundir.read_config(run)
         final, best = metrics["final"], metrics["best"]
         seconds = metrics["mean_seconds_per_epoch"]
         train_wires = metrics.get("train_samples")
@@ -191,7 +167,7 @@ def comparison_rows(
                 "best_epoch": best["epoch"],
                 "final_val_accuracy": final["val_accuracy"],
                 "best_val_top5_accuracy": max(
-                    _read_history(run)["val_top5_accuracy"], default=math.nan
+                    rundir.read_history(run)["val_top5_accuracy"], default=math.nan
                 ),
                 "final_val_top5_accuracy": final["val_top5_accuracy"],
                 "final_loss": final["loss"],
@@ -205,25 +181,16 @@ def comparison_rows(
     return rows
 
 
-def _read_history(run: Path) -> dict[str, list[float]]:
-    import pandas as pd
-
-    frame = pd.read_csv(run / "history.csv")
-    return {column: frame[column].tolist() for column in frame.columns if column != "epoch"}
-
-
 def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
     """Per-epoch curves of every method overlaid (SVG and PNG); returns the PNG paths."""
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    histories = {m: _read_history(out / m) for m in methods}
-    plots = out / "plots"
+    histories = {m: rundir.read_history(out / m) for m in methods}
+    plots = out / rundir.PLOTS
     plots.mkdir(exist_ok=True)
     written = []
     for key, title in _METRIC_PANELS:
@@ -241,7 +208,7 @@ def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
         plt.close(figure)
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     for method in methods:
-        seconds = json.loads((out / method / "metrics.json").read_text())["seconds_per_epoch"]
+        seconds = rundir.read_metrics(out / method)["seconds_per_epoch"]
         axes.plot(
             range(1, len(seconds) + 1), seconds, "o-", color=_COLOURS.get(method), label=method
         )
@@ -300,27 +267,29 @@ def write_comparison_report(
     """``report.md``, a self-contained ``report.html``, ``comparison.json`` and the plots."""
     import base64
     import html
-    import json
 
     from trainways.agreement import compare
 
     rows = comparison_rows(out, methods, peaks)
     pngs = plot_comparison(out, methods)
-    weights = {
-        m: [(f"weight {i}", w) for i, w in enumerate(_final_weights(out / m))] for m in methods
-    }
-    histories = {m: _read_history(out / m) for m in methods}
+    weights = {m: _weights(out / m) for m in methods}
+    histories = {m: rundir.read_history(out / m) for m in methods}
     agreement = None
     same_length = len({len(h["loss"]) for h in histories.values()}) == 1
-    if len(methods) > 1 and same_length and not tutorial:
-        agreement = compare(weights, weights, histories)
+    comparable = all(first and final for first, final in weights.values())
+    if len(methods) > 1 and same_length and comparable and not tutorial:
+        agreement = compare(
+            {m: first for m, (first, _) in weights.items()},
+            {m: final for m, (_, final) in weights.items()},
+            histories,
+        )
     payload = {
         "methods": list(methods),
         "tutorial": tutorial,
         "rows": rows,
         "agreement": agreement.to_dict() if agreement else None,
     }
-    (out / "comparison.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    rundir.write_json(out / rundir.COMPARISON, payload)
 
     headers = [title for title, _, _ in _COLUMNS]
     lines = ["# trainways comparison", ""]
@@ -334,15 +303,17 @@ def write_comparison_report(
     lines += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
     agreement_text = (
-        f"Largest final weight difference between methods: {agreement.weight_difference:.3e}; "
+        "Largest weight difference between methods: "
+        f"{agreement.weight_difference:.3e} after epoch 1, "
+        f"{agreement.final_weight_difference:.3e} after the last epoch; "
         f"largest per-epoch metric difference: {agreement.metric_difference:.3e} "
         f"(val_accuracy {agreement.val_accuracy_difference:.3e})."
         if agreement
         else "Agreement figures: not computed (one method, or different settings)."
     )
     lines += ["", "## Agreement", "", agreement_text, "", "## Curves", ""]
-    lines += [f"![{png.stem}](plots/{png.name})" for png in pngs]
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines += [f"![{png.stem}]({rundir.PLOTS}/{png.name})" for png in pngs]
+    rundir.write_atomic(out / rundir.REPORT_MD, "\n".join(lines) + "\n")
 
     def image(png: Path) -> str:
         data = base64.b64encode(png.read_bytes()).decode("ascii")
@@ -374,4 +345,4 @@ img {{ max-width: 100%; }}
 <h2>Curves</h2><div class="plots">{"".join(image(p) for p in pngs)}</div>
 </body></html>
 """
-    (out / "report.html").write_text(page, encoding="utf-8")
+    rundir.write_atomic(out / rundir.REPORT_HTML, page)

@@ -1,17 +1,31 @@
-"""One training run of the Reuters classifier: build it from a configuration, drive it, record it.
+"""One training run's life cycle: set up, train, record the outcome, write the outputs.
 
-The CLI parses and reports; this module does the work: seeds, devices, the shared factories, the
-callbacks (log lines, progress, checkpoints, signals, early stop), the run directory and its
-status. :func:`measure_agreement` trains the three methods under one configuration and compares
-them.
+The CLI parses and prints; everything between a configuration and a finished run directory
+happens here, in the order a reader meets it:
+
+1. :func:`train` / :func:`resume` load the data and check the configuration against it before any
+   file exists; a non-chief worker of a cluster trains into a scratch directory
+   (:func:`_as_worker`).
+2. :func:`_start` records ``running``, sends the log to ``train.log``, sets the devices up, and
+   turns a second Ctrl-C or an unexpected error into a truthful ``status.json``.
+3. :func:`_train` builds the model and data (:func:`build_training`, the same for every method),
+   assembles the callbacks (:func:`_callbacks`), and hands them to the method's trainer.
+4. A stop — a signal, a non-finite loss, a lost worker — is recorded by :func:`_record_stop`;
+   a completed run's outputs by :func:`_write_outputs`. ``status.json`` is written from this
+   module only, and last.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,18 +34,17 @@ import keras
 
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
-from trainways.agreement import Agreement, compare
-from trainways.config import METHODS, RunConfig, resolve_steps_per_execution
-from trainways.data import Reuters, make_dataset, pad, steps_per_epoch
-from trainways.devices import Devices
-from trainways.model import build_loss, build_metrics, build_model, build_optimizer
-from trainways.report import summarize_history, write_history_csv
+from trainways.config import ConfigError, DataConfig, RunConfig, apply_options
+from trainways.report import summarize_history
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
 LOG = logging.getLogger("trainways")
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+# --------------------------------------------------------------------------- building blocks
 
 
 @dataclass(frozen=True)
@@ -43,16 +56,43 @@ class Training:
     spec: TrainSpec
 
 
+def load_data(config: DataConfig) -> Any:
+    """The Reuters data a configuration asks for (:func:`trainways.data.load_reuters`)."""
+    from trainways.data import load_reuters
+
+    return load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
+
+
+def check(config: RunConfig, reuters: Any) -> None:
+    """Settings that depend on the data, checked before any file is written.
+
+    Raises:
+        ConfigError: ``steps_per_execution`` does not fit the epoch.
+    """
+    from trainways.config import resolve_steps_per_execution
+    from trainways.data import steps_per_epoch
+
+    steps = steps_per_epoch(len(reuters.y_train), config.train.batch_size)
+    resolve_steps_per_execution(config.train.steps_per_execution, steps)
+
+
+def with_seed(config: RunConfig) -> RunConfig:
+    """``config`` with a random seed drawn if it has none (the run records it)."""
+    if config.train.seed is not None:
+        return config
+    return replace(config, train=replace(config.train, seed=secrets.randbelow(2**31)))
+
+
 def seed_everything(config: RunConfig) -> None:
-    """Seed Python, NumPy and TensorFlow; with ``deterministic``, also fix TF's op choice."""
+    """Seed Python, NumPy and the backend; with ``deterministic``, also fix its kernels."""
     keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:
-        import tensorflow as tf
+        from trainways.backends import current
 
-        tf.config.experimental.enable_op_determinism()
+        current().enable_determinism()
 
 
-def build_training(config: RunConfig, reuters: Reuters, *, first_epoch: int = 0) -> Training:
+def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> Training:
     """Model, data pipeline and spec for ``config``, identical for every method.
 
     Call :func:`seed_everything` first: the model's initial weights come from the seed.
@@ -63,6 +103,9 @@ def build_training(config: RunConfig, reuters: Reuters, *, first_epoch: int = 0)
         first_epoch: Epoch to start at (a resumed run's next epoch); the training stream starts
             with that epoch's shuffle.
     """
+    from trainways.data import make_dataset, pad, steps_per_epoch
+    from trainways.model import build_loss, build_metrics, build_model, build_optimizer
+
     model = build_model(
         config.model,
         vocab_size=reuters.vocab_size,
@@ -70,24 +113,21 @@ def build_training(config: RunConfig, reuters: Reuters, *, first_epoch: int = 0)
         max_len=config.data.max_len,
         precision=config.train.precision,
     )
+    batch = config.train.batch_size
     x_train = pad(reuters.x_train, config.data.max_len)
-    steps = steps_per_epoch(len(x_train), config.train.batch_size)
     data = TrainData(
         make_dataset(
             x_train,
             reuters.y_train,
-            batch_size=config.train.batch_size,
+            batch_size=batch,
             shuffle=True,
             seed=config.train.seed,
             first_epoch=first_epoch,
         ),
         make_dataset(
-            pad(reuters.x_test, config.data.max_len),
-            reuters.y_test,
-            batch_size=config.train.batch_size,
-            shuffle=False,
+            pad(reuters.x_test, config.data.max_len), reuters.y_test, batch_size=batch, shuffle=False
         ),
-        steps,
+        steps_per_epoch(len(x_train), batch),
     )
     spec = TrainSpec(
         epochs=config.train.epochs,
@@ -96,7 +136,7 @@ def build_training(config: RunConfig, reuters: Reuters, *, first_epoch: int = 0)
         metrics=build_metrics,
         jit_compile=config.train.jit_compile,
         initial_epoch=first_epoch,
-        steps_per_execution=resolve_steps_per_execution(config.train.steps_per_execution, steps),
+        steps_per_execution=config.train.steps_per_execution,
     )
     return Training(model, data, spec)
 
@@ -113,37 +153,209 @@ def schedule_callbacks(config: RunConfig) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
-def run_training(
-    out: Path,
+def configure_logging(log_file: Path | None, *, quiet: bool) -> None:
+    """Send the ``trainways`` log to stdout (unless ``quiet``) and to ``log_file``."""
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+    for handler in list(LOG.handlers):
+        LOG.removeHandler(handler)
+        handler.close()
+    if not quiet:
+        LOG.addHandler(logging.StreamHandler(sys.stdout))
+    if log_file is not None:
+        LOG.addHandler(logging.FileHandler(log_file, encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def train(
+    config: RunConfig, *, out: Path | None = None, overwrite: bool = False, quiet: bool = False
+) -> int:
+    """Train ``config`` into a new run directory; return the process exit status.
+
+    Args:
+        config: The run's configuration; a missing seed is drawn and recorded.
+        out: The run directory (default ``runs/<time>-<method>``).
+        overwrite: Reuse a non-empty ``out``.
+        quiet: Log to ``train.log`` only.
+
+    Raises:
+        ConfigError, DataError, RunDirError: Bad input, found before any file is written.
+    """
+    config = with_seed(config)
+    reuters = load_data(config.data)  # a bad --data fails before any run directory exists
+    check(config, reuters)
+    if not _is_chief(config):
+        return _as_worker(config, reuters, quiet=quiet)
+    out = rundir.prepare(out or rundir.default_run_dir(config.train.method), overwrite=overwrite)
+    rundir.write_json(out / rundir.CONFIG, config.to_dict())
+    return _start(out, config, reuters, quiet=quiet)
+
+
+def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bool = False) -> int:
+    """Continue the run in ``run_dir`` from its last complete epoch; return the exit status.
+
+    Args:
+        run_dir: An interrupted or failed run's directory.
+        options: ``"section.key"`` → value for what may change on resuming: the devices, the
+            distribution and the data's location (``None`` values: not given).
+        quiet: Log to ``train.log`` only.
+
+    Raises:
+        RunDirError: ``run_dir`` is not a run that can be resumed.
+        ConfigError: A multi-worker run is resumed without this worker's place in the cluster.
+    """
+    options = options or {}
+    status = rundir.require_resumable(run_dir)
+    config = apply_options(RunConfig.from_dict(rundir.read_config(run_dir)), options)
+    if (
+        config.device.strategy == "multiworker"
+        and options.get("device.task_index") is None
+        and "TF_CONFIG" not in os.environ
+    ):
+        raise ConfigError(
+            "resuming a multiworker run: give this worker's workers and task_index "
+            "(or set $TF_CONFIG), on every worker",
+            keys=("workers", "task_index"),
+        )
+    reuters = load_data(config.data)
+    if not _is_chief(config):
+        # Reads the chief's checkpoint (the run directory must be visible to every worker);
+        # writes only to its own scratch directory.
+        latest = checkpoint.load_checkpoint(
+            run_dir, warn=lambda message: print(message, file=sys.stderr)
+        )
+        return _as_worker(config, reuters, quiet=quiet, resume_from=latest)
+    configure_logging(run_dir / rundir.LOG, quiet=quiet)
+    latest = checkpoint.load_checkpoint(run_dir, warn=LOG.warning)
+    if latest is None:
+        LOG.info("no complete epoch in %s (it was %s): starting over", run_dir, status["state"])
+    return _start(run_dir, config, reuters, quiet=quiet, resume_from=latest)
+
+
+def _is_chief(config: RunConfig) -> bool:
+    from trainways.backends import current
+
+    return current().devices.is_chief(config.device)
+
+
+def _as_worker(
     config: RunConfig,
-    reuters: Reuters,
-    devices: Devices,
+    reuters: Any,
     *,
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None = None,
 ) -> int:
-    """Train into the prepared run directory ``out``; return the process exit status.
+    """Train as a non-chief worker: in step with the chief, writing only to a scratch directory.
 
-    The status file tells the truth throughout: ``running`` while training, then ``completed``
-    (written last), ``interrupted`` (SIGINT/SIGTERM: exit 130/143, with the resume command) or
-    ``failed`` (non-finite loss or a lost worker: exit 1; any other error is recorded and
-    re-raised). Model, optimizer and metrics are built in ``devices.strategy``'s scope, and
-    training runs in it, so every method uses that strategy.
+    Every worker must run the same callbacks (they read metrics, which are collective under
+    ``MultiWorkerMirroredStrategy``), so a worker writes what the chief writes, but to a
+    temporary directory that is removed when it exits.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="trainways-worker-"))
+    try:
+        rundir.write_json(scratch / rundir.CONFIG, config.to_dict())
+        configure_logging(scratch / rundir.LOG, quiet=quiet)
+        LOG.info("not the chief: the run directory is the chief's; scratch files in %s", scratch)
+        return _start(scratch, config, reuters, quiet=quiet, resume_from=resume_from)
+    finally:
+        configure_logging(None, quiet=quiet)  # closes the log file before it is removed
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _start(
+    out: Path,
+    config: RunConfig,
+    reuters: Any,
+    *,
+    quiet: bool,
+    resume_from: checkpoint.Checkpoint | None = None,
+) -> int:
+    """Set the devices up and train, keeping ``status.json`` truthful whatever happens."""
+    first_epoch = resume_from.epoch if resume_from else 0
+    rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
+    configure_logging(out / rundir.LOG, quiet=quiet)
+    try:
+        from trainways.backends import current
+
+        devices = current().devices.make_strategy(config.device)
+        return _train(out, config, reuters, devices, quiet=quiet, resume_from=resume_from)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        rundir.set_status(out, rundir.INTERRUPTED, resume=rundir.resume_command(out))
+        LOG.info("interrupted; resume with: %s", rundir.resume_command(out))
+        return EXIT_INTERRUPTED
+    except BaseException as error:
+        rundir.set_status(out, rundir.FAILED, error=f"{type(error).__name__}: {error}")
+        raise
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _train(
+    out: Path,
+    config: RunConfig,
+    reuters: Any,
+    devices: Any,
+    *,
+    quiet: bool,
+    resume_from: checkpoint.Checkpoint | None,
+) -> int:
+    """Train into ``out`` and record the outcome; return the exit status.
+
+    Model, optimizer and metrics are built in ``devices.strategy``'s scope, and training runs in
+    it, so every method uses that strategy.
     """
     first_epoch = resume_from.epoch if resume_from else 0
     seed_everything(config)
     with devices.strategy.scope():
         training = build_training(config, reuters, first_epoch=first_epoch)
+    _log_header(out, config, reuters, training, devices)
+    callbacks, checkpointer, timer, signals = _callbacks(out, config, quiet, resume_from)
+    started = time.perf_counter()
+    try:
+        with devices.strategy.scope():
+            get_trainer(config.train.method)(
+                training.model, training.data, training.spec, callbacks
+            )
+    except tw_callbacks.TrainingStopped as stop:
+        return _record_stop(out, config, stop)
+    except Exception as error:
+        from trainways.backends import current
+
+        if config.device.strategy != "multiworker" or not current().is_cluster_failure(error):
+            raise
+        return _record_stop(out, config, error)
+    finally:
+        signals.restore_handlers()
+    _write_outputs(
+        out,
+        config,
+        reuters,
+        training.model,
+        summarize_history(
+            checkpointer.history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
+        ),
+        device=devices.description,
+    )
+    return EXIT_OK
+
+
+def _log_header(
+    out: Path, config: RunConfig, reuters: Any, training: Training, devices: Any
+) -> None:
     training.model.summary(print_fn=lambda text, **_: LOG.info(text.rstrip()))
-    device = devices.description
-    LOG.info("device: %s", device)
+    LOG.info("device: %s", devices.description)
     if devices.replicas > 1:
         batch = config.train.batch_size
+        low, extra = divmod(batch, devices.replicas)
+        per_replica = str(low) if not extra else f"{low}-{low + 1}"
         LOG.info(
             "replicas: %d; batch %d is the global batch, %s per replica",
             devices.replicas,
             batch,
-            _per_replica(batch, devices.replicas),
+            per_replica,
         )
     LOG.info("data:   %s", reuters.source)
     train = config.train
@@ -158,6 +370,16 @@ def run_training(
         out,
     )
 
+
+def _callbacks(
+    out: Path, config: RunConfig, quiet: bool, resume_from: checkpoint.Checkpoint | None
+) -> tuple[
+    list[keras.callbacks.Callback],
+    checkpoint.EpochCheckpoint,
+    tw_callbacks.EpochLogger,
+    tw_callbacks.StopOnSignal,
+]:
+    """The run's callbacks, in the order they must run, and the ones :func:`_train` reads."""
     schedule = schedule_callbacks(config)
     timer = tw_callbacks.EpochLogger()
     signals = tw_callbacks.StopOnSignal()
@@ -166,7 +388,7 @@ def run_training(
         LOG.info("resuming after epoch %d from %s", resume_from.epoch, resume_from.path)
         # history.csv may hold an epoch finished after the checkpoint was taken: start it over
         # from the checkpoint so the resumed run appends exactly what an unbroken run writes.
-        write_history_csv(history_so_far, out / rundir.HISTORY)
+        rundir.write_history_csv(history_so_far, out)
     callbacks: list[keras.callbacks.Callback] = [
         signals,
         tw_callbacks.StopOnNonFiniteLoss(),
@@ -175,7 +397,7 @@ def run_training(
     ]
     if not quiet and sys.stdout.isatty():
         callbacks.append(tw_callbacks.BatchProgress())
-    if train.tensorboard:
+    if config.train.tensorboard:
         # Keras's own callback; it also logs the learning rate each epoch.
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
     # The tutorial's model overfits after a few epochs, so its last epoch is rarely its best.
@@ -190,70 +412,65 @@ def run_training(
         best,
         checkpointer,  # last: it saves the state the callbacks before it have just updated
     ]
+    return callbacks, checkpointer, timer, signals
 
-    rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
-    started = time.perf_counter()
-    try:
-        with devices.strategy.scope():
-            get_trainer(train.method)(training.model, training.data, training.spec, callbacks)
-    except tw_callbacks.Interrupted as stop:
-        done = _epochs_completed(out)
+
+def _record_stop(out: Path, config: RunConfig, stop: BaseException) -> int:
+    """Record a run that stopped before its last epoch; return its exit status."""
+    latest = checkpoint.load_checkpoint(out, warn=LOG.warning)
+    done = latest.epoch if latest else 0
+    resume = rundir.resume_command(out)
+    if isinstance(stop, tw_callbacks.Interrupted):
+        name = signal.Signals(stop.signum).name
         rundir.set_status(
-            out,
-            rundir.INTERRUPTED,
-            signal=signal.Signals(stop.signum).name,
-            epochs_completed=done,
-            resume=rundir.resume_command(out),
+            out, rundir.INTERRUPTED, signal=name, epochs_completed=done, resume=resume
         )
-        LOG.info(
-            "%s: stopped after %d complete epoch(s); resume with: %s",
-            signal.Signals(stop.signum).name,
-            done,
-            rundir.resume_command(out),
-        )
+        LOG.info("%s: stopped after %d complete epoch(s); resume with: %s", name, done, resume)
         return EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
-    except tw_callbacks.NonFiniteLoss as stop:
-        done = _epochs_completed(out)
+    if isinstance(stop, tw_callbacks.NonFiniteLoss):
         rundir.set_status(out, rundir.FAILED, error=str(stop), epochs_completed=done)
         LOG.error(
             "failed: %s (loss %s); the last good checkpoint (epoch %d) is kept in %s",
             stop,
             stop.value,
             done,
-            out / checkpoint.CHECKPOINTS,
+            out / rundir.CHECKPOINTS,
         )
         return EXIT_FAILED
-    except Exception as error:
-        if config.device.strategy != "multiworker" or not _is_cluster_failure(error):
-            raise
-        done = _epochs_completed(out)
-        message = str(error).strip().splitlines()[0][:300]
-        workers = config.device.workers
-        cluster = f" --workers {','.join(workers)} --task-index I" if workers else ""
-        rundir.set_status(
-            out,
-            rundir.FAILED,
-            error=f"lost a worker: {type(error).__name__}: {message}",
-            epochs_completed=done,
-            resume=f"{rundir.resume_command(out)}{cluster} (on every worker, I = its index)",
-        )
-        LOG.error(
-            "failed: a worker stopped or became unreachable (%s: %s); %d complete epoch(s) are "
-            "checkpointed. Restart every worker with --resume %s (and the same --workers).",
-            type(error).__name__,
-            message,
-            done,
-            out,
-        )
-        return EXIT_FAILED
-    finally:
-        signals.restore_handlers()
-
-    summary = summarize_history(
-        checkpointer.history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
+    # A worker of a multi-worker job was lost.
+    message = str(stop).strip().splitlines()[0][:300]
+    workers = config.device.workers
+    cluster = f" --workers {','.join(workers)} --task-index I" if workers else ""
+    rundir.set_status(
+        out,
+        rundir.FAILED,
+        error=f"lost a worker: {type(stop).__name__}: {message}",
+        epochs_completed=done,
+        resume=f"{resume}{cluster} (on every worker, I = its index)",
     )
+    LOG.error(
+        "failed: a worker stopped or became unreachable (%s: %s); %d complete epoch(s) are "
+        "checkpointed. Restart every worker with --resume %s (and the same --workers).",
+        type(stop).__name__,
+        message,
+        done,
+        out,
+    )
+    return EXIT_FAILED
+
+
+def _write_outputs(
+    out: Path,
+    config: RunConfig,
+    reuters: Any,
+    model: keras.Model,
+    summary: dict[str, Any],
+    *,
+    device: str,
+) -> None:
+    """A completed run's model, encoder and metrics; ``status.json`` says so last."""
     summary["train_samples"] = len(reuters.y_train)
-    training.model.save(out / rundir.MODEL)
+    model.save(out / rundir.MODEL)
     rundir.write_json(
         out / rundir.ENCODER, {**reuters.encoder_state(), "max_len": config.data.max_len}
     )
@@ -273,78 +490,3 @@ def run_training(
         best["epoch"],
         out,
     )
-    return EXIT_OK
-
-
-def _per_replica(batch: int, replicas: int) -> str:
-    low, extra = divmod(batch, replicas)
-    return str(low) if not extra else f"{low}-{low + 1}"
-
-
-def _is_cluster_failure(error: Exception) -> bool:
-    """Whether ``error`` is TensorFlow reporting a peer lost in a collective."""
-    import tensorflow as tf
-
-    return isinstance(
-        error,
-        (
-            tf.errors.UnavailableError,
-            tf.errors.DeadlineExceededError,
-            tf.errors.CancelledError,
-            tf.errors.AbortedError,
-            tf.errors.InternalError,
-        ),
-    )
-
-
-def _epochs_completed(out: Path) -> int:
-    latest = checkpoint.load_checkpoint(out, warn=LOG.warning)
-    return latest.epoch if latest else 0
-
-
-class _CaptureWeights(keras.callbacks.Callback):
-    """Keeps a copy of the model's variables at the end of epoch 1."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.after_first: list[tuple[str, Any]] = []
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self.after_first:
-            self.after_first = _named_weights(self.model)
-
-
-def _named_weights(model: keras.Model) -> list[tuple[str, Any]]:
-    return [(variable.path, variable.numpy()) for variable in model.weights]
-
-
-def measure_agreement(
-    config: RunConfig, reuters: Reuters, *, methods: tuple[str, ...] = METHODS
-) -> tuple[Agreement, dict[str, dict[str, list[float]]]]:
-    """Train each method from the same seed, with op determinism, and compare them.
-
-    Returns:
-        The agreement and each method's History.
-    """
-    config = replace(config, train=replace(config.train, deterministic=True))
-    first, final, histories = {}, {}, {}
-    for method in methods:
-        # Fresh layer-name counters, so each model's variables have the same paths.
-        keras.backend.clear_session()
-        seed_everything(config)
-        training = build_training(config, reuters)
-        capture = _CaptureWeights()
-        timer = tw_callbacks.EpochLogger(logging.getLogger(f"trainways.agree.{method}"))
-        history = get_trainer(method)(
-            training.model,
-            training.data,
-            training.spec,
-            [*schedule_callbacks(config), capture, timer],
-        )
-        LOG.info(
-            "%s: %d epoch(s) in %.1f s", method, len(timer.epoch_seconds), sum(timer.epoch_seconds)
-        )
-        first[method] = capture.after_first
-        final[method] = _named_weights(training.model)
-        histories[method] = history.history
-    return compare(first, final, histories), histories

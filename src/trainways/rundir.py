@@ -10,20 +10,33 @@ Layout::
     model.keras     the model after the last epoch
     best.keras      the model of the epoch with the best val_accuracy (Keras ModelCheckpoint)
     encoder.json    word index, topic names and encoding options, for ``predict``
+    first_epoch.npz the weights after epoch 1, by variable path (for agreement reports)
     evaluation.json what ``trainways evaluate`` measured
-    checkpoints/    the last two epoch-end checkpoints (see :mod:`trainways.checkpoint`)
+    confusion_matrix.png / .svg   its confusion matrix
+    checkpoints/    the last two epoch-end checkpoints (format: :mod:`trainways.checkpoint`)
     tensorboard/    TensorBoard logs, with ``--tensorboard``
 
-``status.json`` is written first as "running" and rewritten last, so a directory is complete
-exactly when it says "completed".
+A comparison directory (``trainways compare``) holds one run directory per method, and::
+
+    compare.json    the comparison's settings and each child's peak memory (for ``--resume``)
+    configs/        each child run's configuration file, as ``train --config`` reads it
+    comparison.json the report's figures
+    report.md, report.html, plots/
+
+This module is the only one that knows these names. ``status.json`` is written first as
+"running" and rewritten last, so a directory is complete exactly when it says "completed"; every
+file here is written atomically (:func:`write_atomic`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +53,14 @@ ENCODER = "encoder.json"
 EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
+FIRST_EPOCH = "first_epoch.npz"
+
+COMPARE_STATE = "compare.json"
+COMPARE_CONFIGS = "configs"
+COMPARISON = "comparison.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS = "plots"
 
 RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
 
@@ -48,18 +69,33 @@ class RunDirError(ValueError):
     """The run directory cannot be used; the message is one line fit for a user."""
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a crash leaves the old file or the new one, never half of one."""
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file atomically and durably: a crash leaves the old file or the new one.
+
+    The bytes go to a hidden temporary file beside ``path``, are flushed to disk, and the file is
+    renamed over ``path``; text is written as UTF-8. New files get the usual 0644-style mode
+    (the process umask), like every other file of a run.
+    """
     path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (:func:`write_atomic`)."""
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -102,6 +138,7 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
             BEST,
             ENCODER,
             EVALUATION,
+            FIRST_EPOCH,
             f"{CONFUSION}.png",
             f"{CONFUSION}.svg",
         )
@@ -167,3 +204,57 @@ def require_completed(path: Path) -> dict[str, Any]:
             "train it to the end first"
         )
     return status
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The run's ``status.json``, or ``None`` if the run has none yet."""
+    status = Path(path) / STATUS
+    return read_json(status) if status.is_file() else None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The run's ``config.json`` as saved (``RunConfig.from_dict`` validates it)."""
+    return read_json(Path(path) / CONFIG)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The run's ``metrics.json``."""
+    return read_json(Path(path) / METRICS)
+
+
+def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
+    """Write a run's ``history.csv`` as ``keras.callbacks.CSVLogger`` writes it, atomically.
+
+    Same columns (``epoch`` then the keys sorted) and the same text for each value, so that a
+    resumed run's ``CSVLogger(append=True)`` continues the file seamlessly.
+
+    Args:
+        history: ``History.history`` (one list per log key).
+        path: The run directory.
+    """
+    keys = sorted(history)
+    epochs = len(history[keys[0]]) if keys else 0
+    target = Path(path) / HISTORY
+    if not epochs:
+        # A header alone would make CSVLogger(append=True) skip writing its own, with the keys.
+        target.unlink(missing_ok=True)
+        return
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=["epoch", *keys])
+    writer.writeheader()
+    for epoch in range(epochs):
+        writer.writerow({"epoch": epoch, **{key: history[key][epoch] for key in keys}})
+    write_atomic(target, text.getvalue())
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """The run's ``history.csv`` as ``History.history`` (one list per log key)."""
+    import pandas as pd
+
+    frame = pd.read_csv(Path(path) / HISTORY)
+    return {column: frame[column].tolist() for column in frame.columns if column != "epoch"}
+
+
+def comparison_config(out: Path, method: str) -> Path:
+    """Where ``compare`` writes the configuration of its ``method`` child."""
+    return Path(out) / COMPARE_CONFIGS / f"{method}.json"

@@ -1,18 +1,24 @@
-"""The three training methods behind one contract.
+"""The three training methods behind one contract and one setup.
 
-Each method module has ``train(model, data, spec, callbacks) -> History``; :func:`get_trainer`
-picks one by name. They build nothing themselves: model, loss, optimizer and metrics come from the
-same factories, so the methods differ only in how the loop is driven.
+``get_trainer(method)(model, data, spec, callbacks) -> History`` is the contract. Every method
+goes through :func:`prepare` first — compile, resolve ``steps_per_execution`` against the data,
+and the backend's placement (strategy, one build, work-arounds) — and then its module's
+``run(setup, callbacks)`` drives the epochs: ``fit`` hands them to Keras, ``batch`` and ``loop``
+plug a stepper into :func:`trainways.trainers.base.drive`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import keras
 
-from trainways.config import METHODS, ConfigError
+from trainways.config import METHODS, ConfigError, resolve_steps_per_execution
 from trainways.trainers.base import TrainData, TrainSpec, compile_model, drive
 
 TrainFn = Callable[
@@ -21,16 +27,85 @@ TrainFn = Callable[
 ]
 
 
+@dataclass(frozen=True)
+class Setup:
+    """A model ready to train, and everything its method needs.
+
+    Attributes:
+        model: The compiled, built model.
+        data: The datasets as given (``fit`` distributes them itself).
+        spec: The spec, ``steps_per_execution`` resolved to a whole number.
+        backend: The Keras backend's module (:mod:`trainways.backends`).
+        placement: Where the steps run: ``placement.distribute(data)`` gives the hand-driven
+            methods their per-replica batches.
+    """
+
+    model: keras.Model
+    data: TrainData
+    spec: TrainSpec
+    backend: ModuleType
+    placement: Any
+
+
+def prepare(model: keras.Model, data: TrainData, spec: TrainSpec) -> Setup:
+    """The one setup every method runs before its first epoch.
+
+    Raises:
+        ConfigError: ``spec.steps_per_execution`` does not fit the data.
+    """
+    from trainways.backends import current
+
+    steps = spec.steps_per_execution
+    if data.steps_per_epoch is not None:
+        steps = resolve_steps_per_execution(steps, data.steps_per_epoch)
+    elif steps == "epoch":
+        raise ConfigError(
+            "steps_per_execution 'epoch' needs a dataset that knows its epoch: pass "
+            "steps_per_epoch, or a number",
+            keys=("steps_per_execution",),
+        )
+    spec = dataclasses.replace(spec, steps_per_execution=steps)
+    compile_model(model, spec)
+    backend = current()
+    return Setup(model, data, spec, backend, backend.prepare(model, data))
+
+
+def _method(method: str) -> ModuleType:
+    if method not in METHODS:
+        raise ConfigError(
+            f"unknown method {method!r}: choose one of {', '.join(METHODS)}", keys=("method",)
+        )
+    return importlib.import_module(f"{__name__}.{method}")
+
+
 def get_trainer(method: str) -> TrainFn:
-    """The ``train`` function of ``method`` (``fit``, ``batch`` or ``loop``).
+    """The training function of ``method`` (``fit``, ``batch`` or ``loop``).
 
     Raises:
         ConfigError: ``method`` is not one of them.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    # Imported on demand: the loop method imports TensorFlow directly.
-    return importlib.import_module(f"trainways.trainers.{method}").train
+    module = _method(method)
+
+    def train(
+        model: keras.Model,
+        data: TrainData,
+        spec: TrainSpec,
+        callbacks: Iterable[keras.callbacks.Callback] | None = None,
+    ) -> keras.callbacks.History:
+        return module.run(prepare(model, data, spec), callbacks)
+
+    train.__doc__ = module.run.__doc__
+    train.__name__ = f"train_{method}"
+    return train
 
 
-__all__ = ["METHODS", "TrainData", "TrainSpec", "compile_model", "drive", "get_trainer"]
+__all__ = [
+    "METHODS",
+    "Setup",
+    "TrainData",
+    "TrainSpec",
+    "compile_model",
+    "drive",
+    "get_trainer",
+    "prepare",
+]

@@ -19,8 +19,6 @@ from typing import Any, Protocol
 
 import keras
 
-from trainways.config import resolve_steps_per_execution
-
 MetricFactory = Callable[[], list[keras.metrics.Metric]]
 
 
@@ -37,8 +35,8 @@ class TrainSpec:
         jit_compile: Compile the steps with XLA (one setting for every method).
         initial_epoch: Epoch to start from, as ``fit``'s ``initial_epoch``.
         steps_per_execution: Steps run per call between batch hooks, as ``fit``'s
-            ``steps_per_execution``; it must divide the steps of an epoch (see
-            :func:`check_steps_per_execution`).
+            ``steps_per_execution``: a whole number that divides the steps of an epoch, or
+            ``"epoch"``; :func:`trainways.trainers.prepare` resolves it against the data.
     """
 
     epochs: int
@@ -47,11 +45,7 @@ class TrainSpec:
     metrics: MetricFactory
     jit_compile: bool = False
     initial_epoch: int = 0
-    steps_per_execution: int = 1
-
-    def __post_init__(self) -> None:
-        if self.steps_per_execution < 1:
-            raise ValueError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
+    steps_per_execution: int | str = 1
 
 
 @dataclass(frozen=True)
@@ -92,17 +86,6 @@ class TrainData:
         stream = iter(self.train)
         while True:
             yield stream
-
-
-def check_steps_per_execution(steps_per_execution: int, steps_per_epoch: int | None) -> None:
-    """Refuse an execution size that would make an epoch of a stream run past its end.
-
-    Raises:
-        ValueError: ``steps_per_execution`` does not divide ``steps_per_epoch``
-            (see :func:`trainways.config.resolve_steps_per_execution`).
-    """
-    if steps_per_epoch is not None:
-        resolve_steps_per_execution(steps_per_execution, steps_per_epoch)
 
 
 def compile_model(model: keras.Model, spec: TrainSpec) -> None:
@@ -234,7 +217,6 @@ def drive(
         The History callback, whose ``history`` has one list per log key.
     """
     steps = data.steps_per_epoch or steps_of(data.train)
-    check_steps_per_execution(spec.steps_per_execution, data.steps_per_epoch)
     callback_list = make_callback_list(callbacks, model, epochs=spec.epochs, steps=steps)
     model.stop_training = False
     callback_list.on_train_begin()

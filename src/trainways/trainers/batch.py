@@ -14,12 +14,15 @@ each already split into per-replica parts, and ``train_on_batch`` hands each rep
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-from trainways.trainers.base import TrainData, TrainSpec, compile_model, drive
+from trainways.trainers.base import drive
+
+if TYPE_CHECKING:
+    from trainways.trainers import Setup
 
 
 class WeightedMeans:
@@ -45,22 +48,17 @@ class WeightedMeans:
 
 
 class BatchStepper:
-    """Steps with ``Model.train_on_batch`` / ``test_on_batch``."""
+    """Steps with ``Model.train_on_batch`` / ``test_on_batch``.
 
-    def __init__(self, model: keras.Model, strategy: Any = None) -> None:
+    Args:
+        model: The compiled model.
+        batch_size: Counts the examples of a (possibly distributed) batch of labels.
+    """
+
+    def __init__(self, model: keras.Model, batch_size: Callable[[Any], int]) -> None:
         self._model = model
         self._means = WeightedMeans()
-        self._strategy = strategy
-
-    def _size(self, y: Any) -> int:
-        if self._strategy is None:
-            return int(y.shape[0])
-        from trainways.trainers.distribute import global_size
-
-        return int(global_size(self._strategy, y))
-
-    def reset(self) -> None:
-        self._means.reset()
+        self._size = batch_size
 
     def _steps(self, call: Any, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         # One Keras call per batch whatever steps_per_execution is: the method's point is a call
@@ -81,35 +79,14 @@ class BatchStepper:
         return self._means.result()
 
 
-def train(
-    model: keras.Model,
-    data: TrainData,
-    spec: TrainSpec,
-    callbacks: Iterable[keras.callbacks.Callback] | None = None,
+def run(
+    setup: Setup, callbacks: Iterable[keras.callbacks.Callback] | None = None
 ) -> keras.callbacks.History:
     """Train batch by batch with ``train_on_batch``, validating with ``test_on_batch``.
-
-    Args:
-        model: A Keras model; it is (re)compiled from ``spec``.
-        data: Batched training and optional validation datasets.
-        spec: Epochs, loss, optimizer, metrics and XLA setting.
-        callbacks: Keras callbacks, driven in ``fit``'s order.
 
     Returns:
         The History of per-epoch logs (true epoch means, not last-batch values).
     """
-    compile_model(model, spec)
-    strategy = None
-    if model.distribute_strategy.num_replicas_in_sync > 1:
-        from trainways.trainers.distribute import (
-            build_for_training,
-            distribute,
-            strategy_of,
-            work_around_keras_multiworker,
-        )
-
-        strategy = strategy_of(model)
-        build_for_training(model, data.train.element_spec, strategy)
-        work_around_keras_multiworker(model, data.train.element_spec)
-        data = distribute(data, strategy)
-    return drive(model, BatchStepper(model, strategy), data, spec, callbacks)
+    placement = setup.placement
+    stepper = BatchStepper(setup.model, placement.batch_size)
+    return drive(setup.model, stepper, placement.distribute(setup.data), setup.spec, callbacks)

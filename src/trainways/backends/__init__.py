@@ -1,0 +1,45 @@
+"""One folder per Keras backend: what training needs that only that backend can do.
+
+Shared code never asks which backend runs (no ``if backend == ...``): it asks :func:`current`
+for the backend's module, and each module offers the same names:
+
+=========================  ==========================================================================
+``prepare(model, data)``   a :class:`Placement`-like object: the strategy the model was built under
+                           (``None`` for one device), the one build before training, the
+                           work-arounds a strategy needs; ``distribute(data)`` splits batches over
+                           replicas, ``batch_size(y)`` counts a (distributed) batch
+``LoopStepper``            the ``loop`` method's step (a hand-written gradient update, compiled)
+``XlaNadam``               Nadam with its update compiled as one function (``--xla-optimizer``)
+``enable_determinism()``   deterministic kernels (``--deterministic``)
+``is_cluster_failure(e)``  whether ``e`` means a peer of a multi-worker job was lost
+``devices``                devices and strategies: ``make_strategy(config)``, ``is_chief(config)``
+=========================  ==========================================================================
+
+Adding a backend adds a sibling folder with these names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from trainways.config import ConfigError
+
+
+def current() -> ModuleType:
+    """The module of the Keras backend this process runs on.
+
+    Raises:
+        ConfigError: trainways has no support for that backend yet.
+    """
+    import keras
+
+    name = keras.backend.backend()
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{name}":
+            raise
+        raise ConfigError(
+            f"the Keras backend {name!r} is not supported yet: set KERAS_BACKEND=tensorflow"
+        ) from None

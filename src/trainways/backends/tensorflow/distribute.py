@@ -1,0 +1,148 @@
+"""Where the steps run under TensorFlow: one device, or a ``tf.distribute`` strategy.
+
+:func:`prepare` is the one setup every method goes through. It takes the strategy the model was
+built under (``model.distribute_strategy``; one test, :func:`strategy_of`, for every method),
+builds what ``fit`` would build on first use (once), and applies the work-arounds Keras needs
+under ``MultiWorkerMirroredStrategy``. ``fit`` distributes its datasets and reduces across
+replicas by itself; the hand-driven methods take :meth:`Placement.distribute`'s datasets, whose
+batches ``experimental_distribute_dataset`` splits across the replicas (and, with several
+workers, shards between them), and run their steps under ``strategy.run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from trainways.trainers.base import TrainData
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The strategy a method's steps run under.
+
+    Attributes:
+        strategy: The ``tf.distribute`` strategy, or ``None`` for the default (one device).
+    """
+
+    strategy: tf.distribute.Strategy | None
+
+    def distribute(self, data: TrainData) -> TrainData:
+        """``data`` with both datasets split per replica; ``batch_size`` stays the global batch."""
+        if self.strategy is None:
+            return data
+        validation = data.validation
+        return dataclasses.replace(
+            data,
+            train=self.strategy.experimental_distribute_dataset(data.train),
+            validation=None
+            if validation is None
+            else self.strategy.experimental_distribute_dataset(validation),
+        )
+
+    def batch_size(self, y: Any) -> int:
+        """Examples in a batch of labels, summed over every replica of every worker."""
+        if self.strategy is None:
+            return int(y.shape[0])
+        local = self.strategy.run(lambda labels: tf.shape(labels)[0], args=(y,))
+        return int(self.strategy.reduce(tf.distribute.ReduceOp.SUM, local, axis=None))
+
+
+def strategy_of(model: keras.Model) -> tf.distribute.Strategy | None:
+    """The model's ``tf.distribute`` strategy, or ``None`` for the default (one device).
+
+    A ``MirroredStrategy`` over a single device is a strategy too: every method then takes the
+    distributed path alike.
+    """
+    strategy = model.distribute_strategy
+    with strategy.scope():
+        # Inside a scope, has_strategy() is true only for a strategy other than the default.
+        return strategy if tf.distribute.has_strategy() else None
+
+
+def prepare(model: keras.Model, data: TrainData) -> Placement:
+    """Everything a compiled model needs before any method trains it, done once.
+
+    Args:
+        model: The compiled model, built under the strategy it should train with.
+        data: Its (undistributed) datasets.
+
+    Returns:
+        Where its steps run.
+    """
+    strategy = strategy_of(model)
+    build_for_training(model, data.train.element_spec, strategy)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _work_around_keras_multiworker(model)
+    return Placement(strategy)
+
+
+def build_for_training(
+    model: keras.Model, element_spec: Any, strategy: tf.distribute.Strategy | None = None
+) -> None:
+    """Build the compiled loss and metrics and the optimizer, as ``fit`` does on first use.
+
+    Callbacks in ``mode="auto"`` (``EarlyStopping``, ``ModelCheckpoint``) look up whether a
+    metric should rise or fall in ``model.metrics``, which lists compiled metrics only once they
+    are built; and ``train_on_batch`` under a strategy would otherwise try to build them from
+    per-replica batches, which Keras cannot. One pass over a dummy batch, then a reset, builds
+    everything without touching weights or the data pipeline.
+    """
+    x_spec, y_spec = element_spec
+    x = tf.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype)
+    y = tf.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype)
+
+    def build() -> None:
+        y_pred = model(x, training=False)
+        model.compute_loss(x, y, y_pred)
+        model.compute_metrics(x, y, y_pred)
+
+    if strategy is None:
+        build()
+    else:  # metric variables under a strategy update only in a replica context
+        strategy.run(build)
+    model.reset_metrics()
+    if model.optimizer is not None and not model.optimizer.built:
+        with model.distribute_strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+
+
+def _work_around_keras_multiworker(model: keras.Model) -> None:
+    """Let ``fit`` and ``train_on_batch`` run under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3.15 fails there in two places (tensorflow/tensorflow#72388): before training it
+    reduces a per-replica input batch with ``strategy.reduce``, which the collective strategy
+    cannot do eagerly, only to build what :func:`build_for_training` has already built; and after
+    every step it reduces the per-replica logs with ``strategy.reduce("MEAN", value, axis=0)``,
+    which fails on scalars. So skip that build step, and give each log value a leading axis of
+    length 1 in the step, so that Keras's reduction averages the replicas' values as its
+    single-machine "mean" reduction does.
+    """
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    per_replica_results = model.get_metrics_result
+
+    def get_metrics_result() -> dict[str, Any]:
+        results = per_replica_results()
+        if tf.distribute.in_cross_replica_context():  # values already global
+            return results
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+
+    model.get_metrics_result = get_metrics_result
+
+
+def is_cluster_failure(error: BaseException) -> bool:
+    """Whether ``error`` is TensorFlow reporting a peer lost in a collective."""
+    return isinstance(
+        error,
+        (
+            tf.errors.UnavailableError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError,
+            tf.errors.AbortedError,
+            tf.errors.InternalError,
+        ),
+    )

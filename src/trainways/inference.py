@@ -1,0 +1,166 @@
+"""Use a finished run: load its model, evaluate it on the test split, classify new text.
+
+The library functions behind ``trainways evaluate``, ``predict`` and ``export``::
+
+    from trainways import inference
+
+    figures = inference.evaluate("runs/my-run")             # writes evaluation.json + plots
+    for p in inference.predict("runs/my-run", ["Oil prices rose ..."], top_k=3):
+        print(p.topics[0])                                   # ('crude', 0.93)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainways import rundir
+from trainways.config import RunConfig
+
+
+class InferenceError(ValueError):
+    """A run's model or the given text cannot be used; the message is one line for a user."""
+
+
+def load_model(run_dir: Path | str, *, last: bool = False) -> tuple[Any, Path]:
+    """The run's best-epoch model (or its last with ``last``), compiled as it was trained.
+
+    Returns:
+        The Keras model and the file it came from.
+
+    Raises:
+        RunDirError: ``run_dir`` is not a completed run.
+        InferenceError: The model file cannot be loaded.
+    """
+    run_dir = Path(run_dir)
+    rundir.require_completed(run_dir)
+    import keras
+
+    from trainways.backends import current
+
+    current()  # registers the backend's own optimizers, which saved models may name
+    path = run_dir / (
+        rundir.MODEL if last or not (run_dir / rundir.BEST).is_file() else rundir.BEST
+    )
+    try:
+        return keras.models.load_model(path), path
+    except (OSError, ValueError) as error:
+        raise InferenceError(f"cannot load the model {path}: {error}") from None
+
+
+def encoder_state(run_dir: Path | str) -> dict[str, Any]:
+    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``."""
+    return rundir.read_json(Path(run_dir) / rundir.ENCODER)
+
+
+def evaluate(
+    run_dir: Path | str, *, data: str | None = None, last: bool = False, write: bool = True
+) -> dict[str, Any]:
+    """The run's model on the test split: loss, accuracy, top-5, F1, per-topic figures.
+
+    Args:
+        run_dir: A completed run.
+        data: Where to read the data now (default: where the run read it).
+        last: Evaluate the last epoch's model instead of the best one.
+        write: Also write ``evaluation.json`` and the confusion matrix (PNG and SVG) into the run.
+
+    Returns:
+        The figures, as written to ``evaluation.json`` (``model``: the file evaluated).
+    """
+    from trainways.data import make_dataset, pad
+    from trainways.report import classification_summary, plot_confusion_matrix
+    from trainways.run import load_data
+
+    run_dir = Path(run_dir)
+    model, model_path = load_model(run_dir, last=last)
+    config = RunConfig.from_dict(rundir.read_config(run_dir))
+    data_config = config.data
+    if data:
+        data_config = replace(data_config, source=str(Path(data).resolve()))
+    reuters = load_data(data_config)
+    test = make_dataset(
+        pad(reuters.x_test, data_config.max_len),
+        reuters.y_test,
+        batch_size=config.train.batch_size,
+        shuffle=False,
+    )
+    loss = float(model.evaluate(test, return_dict=True, verbose=0)["loss"])
+    probabilities = model.predict(test, verbose=0)
+    summary = classification_summary(reuters.y_test, probabilities, reuters.topics)
+    figures = {
+        "model": str(model_path),
+        "data": reuters.source,
+        "test_wires": len(reuters.y_test),
+        "loss": loss,
+        **summary,
+    }
+    if write:
+        rundir.write_json(run_dir / rundir.EVALUATION, figures)
+        for suffix in ("png", "svg"):
+            plot_confusion_matrix(
+                summary["confusion_matrix"],
+                reuters.topics,
+                run_dir / f"{rundir.CONFUSION}.{suffix}",
+            )
+    return figures
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The most likely topics of one text.
+
+    Attributes:
+        text: The text as given.
+        topics: ``(topic, probability)`` pairs, most likely first.
+    """
+
+    text: str
+    topics: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "text": self.text,
+            "topics": [{"topic": t, "probability": p} for t, p in self.topics],
+        }
+
+
+def predict(
+    run_dir: Path | str, texts: Sequence[str], *, top_k: int = 5, last: bool = False
+) -> list[Prediction]:
+    """The ``top_k`` most likely topics of each text, by the run's model.
+
+    Texts are encoded as the run's data was (the old Keras tokenizer, the run's vocabulary and
+    options), then padded to the run's length.
+
+    Raises:
+        InferenceError: No text, ``top_k`` < 1, or a text none of whose words the model knows.
+    """
+    from trainways.data import Reuters, pad
+
+    if not texts or not any(text.strip() for text in texts):
+        raise InferenceError("no text to classify: give a newswire text")
+    if top_k < 1:
+        raise InferenceError(f"top_k must be >= 1, got {top_k}")
+    state = encoder_state(run_dir)
+    encoder = Reuters.from_encoder_state(state, source=str(run_dir))
+    specials = (state["start_char"], state["oov_char"])
+    encoded = [encoder.encode(text) for text in texts]
+    for text, ids in zip(texts, encoded, strict=True):
+        if not any(i not in specials for i in ids):
+            raise InferenceError(
+                f"no word of {text[:60]!r} is in the model's vocabulary: give English newswire text"
+            )
+    model, _ = load_model(run_dir, last=last)
+    probabilities = model.predict(pad(encoded, state["max_len"]), verbose=0)
+    predictions = []
+    for text, row in zip(texts, probabilities, strict=True):
+        order = np.argsort(row)[::-1][:top_k]
+        predictions.append(
+            Prediction(text, tuple((encoder.topics[i], float(row[i])) for i in order))
+        )
+    return predictions
