@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from trainways.data import _FILTERS
+from trainways.data import FILTERS
 
 SIGNATURE = "serve"
 
@@ -46,7 +46,7 @@ class TextEncoder(tf.Module):
             ),
             default_value=-1,
         )
-        self._filters = "[" + "".join(re.escape(c) for c in _FILTERS) + "]"
+        self._filters = "[" + "".join(re.escape(c) for c in FILTERS) + "]"
 
     def __call__(self, texts: tf.Tensor) -> tf.Tensor:
         # tf.strings.lower with no encoding lower-cases ASCII bytes only, as the original did.
