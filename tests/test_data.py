@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import trainways
 from trainways import data
-from trainways.data import DataError
+from trainways.data import DataError, keras_npz, loading, sgml
+from trainways.data import cache as data_cache
 
-_REAL_DOWNLOAD = data._download_keras_reuters
+_REAL_DOWNLOAD = keras_npz._download_keras_reuters
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -134,7 +136,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def offline() -> Path:
         raise OSError("offline (test)")
 
-    monkeypatch.setattr(data, "_download_keras_reuters", offline)
+    # Patched where it is looked up: loading._resolve calls loading's binding.
+    monkeypatch.setattr(loading, "_download_keras_reuters", offline)
 
 
 def assert_one_line(exc: pytest.ExceptionInfo[DataError], *needles: object) -> None:
@@ -159,14 +162,23 @@ def test_tokenize_matches_old_keras_tokenizer_defaults() -> None:
     assert data.tokenize("ÉTÉ") == ["ÉtÉ"]
 
 
+def test_filters_are_public_and_are_the_tokenizer_separators() -> None:
+    # The old Keras Tokenizer's default filters; export.py builds its in-graph regex from them.
+    assert data.FILTERS == '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+    assert data.FILTERS is sgml.FILTERS
+    for char in data.FILTERS:
+        assert data.tokenize(f"a{char}b") == ["a", "b"], repr(char)
+    assert data.tokenize("a'b") == ["a'b"]  # not a filter
+
+
 def test_py2_hash_and_dict_order_known_values() -> None:
     # hash('a') on 64-bit Python 2.7, and its famous {'a': 1, 'c': 3, 'b': 2} ordering.
-    assert data._py2_hash(b"a") == 12416037344
-    assert data._py2_dict_order(["a", "b", "c"]) == ["a", "c", "b"]
-    assert data._py2_dict_order(["c", "b", "a"]) == ["a", "c", "b"]
+    assert sgml._py2_hash(b"a") == 12416037344
+    assert sgml._py2_dict_order(["a", "b", "c"]) == ["a", "c", "b"]
+    assert sgml._py2_dict_order(["c", "b", "a"]) == ["a", "c", "b"]
     # Enough keys to force several resizes still returns each key once.
     keys = [f"k{i}" for i in range(5000)]
-    assert sorted(data._py2_dict_order(keys)) == sorted(keys)
+    assert sorted(sgml._py2_dict_order(keys)) == sorted(keys)
 
 
 def test_ties_rank_in_python2_dict_order(tmp_path: Path) -> None:
@@ -192,14 +204,14 @@ def test_scan_quirks_on_raw_text() -> None:
         + sgml_wire(5, [], "Next body")
         + sgml_wire(6, ["earn"], None)
     )
-    assert list(data._scan_sgml(text)) == [
+    assert list(sgml._scan_sgml(text)) == [
         ("cocoa", "Cocoa &lt;ABC&gt; &amp; co &#22;" + TAIL),  # entities kept verbatim
         ("grain", "Grain body" + TAIL),
         ("ship", "Next body" + TAIL),
         ("earn", "rn"),  # -1 + len('<BODY>') = 5 chars into "<D>earn</D>"
     ]
     # A text with no closing "</" loses its last character (find() == -1 again).
-    assert list(data._scan_sgml("<TOPICS><D>x</D></TOPICS><BODY>abc")) == [("x", "ab")]
+    assert list(sgml._scan_sgml("<TOPICS><D>x</D></TOPICS><BODY>abc")) == [("x", "ab")]
 
 
 def test_build_from_sgml(synthetic: tuple[Path, list[tuple[str, str]]]) -> None:
@@ -355,13 +367,14 @@ def test_encode_applies_num_words_skip_top_and_oov_none(synthetic) -> None:
 def test_second_load_is_served_from_cache(synthetic, tmp_path, monkeypatch) -> None:
     root, _ = synthetic
     calls = []
-    real_build = data._build_from_sgml
+    real_build = data_cache._build_from_sgml
 
     def counting_build(directory):
         calls.append(directory)
         return real_build(directory)
 
-    monkeypatch.setattr(data, "_build_from_sgml", counting_build)
+    # Patched where it is looked up: data_cache._load_sgml_cached calls it.
+    monkeypatch.setattr(data_cache, "_build_from_sgml", counting_build)
     cache = tmp_path / "cache"  # the autouse fixture's $TRAINWAYS_CACHE_DIR
     first = data.load_reuters(root)
     assert len(calls) == 1 and "built in" in first.source and str(cache) in first.source
@@ -458,12 +471,12 @@ def test_download_uses_get_file_with_short_timeout(monkeypatch) -> None:
         seen.append((fname, socket.getdefaulttimeout()))
         raise Exception(f"URL fetch failure on {origin}: None -- no network")
 
-    monkeypatch.setattr(data, "_download_keras_reuters", _REAL_DOWNLOAD)
+    monkeypatch.setattr(loading, "_download_keras_reuters", _REAL_DOWNLOAD)
     monkeypatch.setattr(keras_utils, "get_file", fake_get_file)
     before = socket.getdefaulttimeout()
     with pytest.raises(DataError) as exc:
         data.load_reuters()
-    assert seen == [("reuters.npz", data._DOWNLOAD_TIMEOUT_S)]
+    assert seen == [("reuters.npz", keras_npz._DOWNLOAD_TIMEOUT_S)]
     assert socket.getdefaulttimeout() == before
     assert_one_line(exc, "no network", "--data PATH")
 
@@ -591,7 +604,8 @@ def test_loading_and_padding_do_not_import_tensorflow(tmp_path) -> None:
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(data.__file__).resolve().parents[1])}
+    # The src directory this trainways was imported from, so the child imports the same code.
+    env = {**os.environ, "PYTHONPATH": str(Path(trainways.__file__).resolve().parents[1])}
     result = subprocess.run(
         [sys.executable, "-c", code, str(npz)], env=env, capture_output=True, text=True
     )
@@ -756,7 +770,7 @@ def test_real_cached_load_and_encode(real, reuters_dir: Path) -> None:
     wires = [
         w
         for p in sorted(reuters_dir.glob("reut2-*.sgm"))
-        for w in data._scan_sgml(p.read_bytes().decode("latin-1"))
+        for w in sgml._scan_sgml(p.read_bytes().decode("latin-1"))
     ]
     counts: dict[str, int] = {}
     for topic, _ in wires:

@@ -1,0 +1,67 @@
+"""Reuters newswire topic data: build it from Reuters-21578, cache it, load it like Keras.
+
+The package, one job a module (each module's docstring states the quirks it replays):
+
+* :mod:`trainways.data.errors`: :class:`DataError` and the hint its messages end with.
+* :mod:`trainways.data.sgml`: the old Keras tokenizer (:func:`tokenize`, :data:`FILTERS`), the
+  Python 2 dict order that ranks tied words, the SGML scan, :func:`build_from_sgml` and the
+  :class:`Corpus` it returns.
+* :mod:`trainways.data.cache`: the trainways cache of SGML builds (:func:`default_cache_dir`,
+  cache key, atomic write, read, most recent build).
+* :mod:`trainways.data.keras_npz`: Keras's ``reuters.npz`` (restricted unpickling, topic names
+  :data:`KERAS_LABEL_NAMES`), Keras's own cache and the download.
+* :mod:`trainways.data.loading`: the conventions of ``keras.datasets.reuters.load_data``:
+  :func:`load_reuters` and the :class:`Reuters` it returns, option checks, where the data comes
+  from; :func:`pad` and :func:`describe`.
+* :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`,
+  :func:`steps_per_epoch`, :func:`make_dataset`.
+
+Imports run one way: errors ← sgml ← cache ← keras_npz ← loading; pipeline needs only errors.
+Only NumPy is imported here; TensorFlow and Keras are imported lazily by the few functions that
+need them (:func:`make_dataset` and the Keras download).
+"""
+
+from __future__ import annotations
+
+from trainways.data.cache import BUILDER_VERSION, CACHE_FORMAT, ENV_CACHE, default_cache_dir
+from trainways.data.errors import DataError
+from trainways.data.keras_npz import KERAS_LABEL_NAMES
+from trainways.data.loading import (
+    ENV_DATA,
+    INDEX_FROM,
+    OOV_ID,
+    PAD_ID,
+    START_ID,
+    Reuters,
+    describe,
+    load_reuters,
+    pad,
+)
+from trainways.data.pipeline import epoch_order, make_dataset, steps_per_epoch
+from trainways.data.sgml import FILTERS, MIN_WIRES_PER_TOPIC, Corpus, build_from_sgml, tokenize
+
+__all__ = [
+    "BUILDER_VERSION",
+    "CACHE_FORMAT",
+    "ENV_CACHE",
+    "ENV_DATA",
+    "FILTERS",
+    "INDEX_FROM",
+    "KERAS_LABEL_NAMES",
+    "MIN_WIRES_PER_TOPIC",
+    "OOV_ID",
+    "PAD_ID",
+    "START_ID",
+    "Corpus",
+    "DataError",
+    "Reuters",
+    "build_from_sgml",
+    "default_cache_dir",
+    "describe",
+    "epoch_order",
+    "load_reuters",
+    "make_dataset",
+    "pad",
+    "steps_per_epoch",
+    "tokenize",
+]
