@@ -34,12 +34,11 @@ def main() -> None:
         raise SystemExit("needs the profiler plugin: pip install -e '.[bench]'") from None
     import tensorflow as tf
 
+    from trainways.backends.tensorflow.devices import configure_devices
     from trainways.config import RunConfig
     from trainways.data import load_reuters
-    from trainways.devices import configure_devices
     from trainways.run import build_training, seed_everything
-    from trainways.trainers.base import compile_model
-    from trainways.trainers.loop import LoopStepper
+    from trainways.trainers import prepare
 
     config = RunConfig.from_dict(
         {
@@ -59,8 +58,10 @@ def main() -> None:
     configure_devices(config.device)
     seed_everything(config)
     training = build_training(config, load_reuters(args.data))
-    compile_model(training.model, training.spec)
-    stepper = LoopStepper(training.model, training.spec, training.data.train.element_spec)
+    setup = prepare(training.model, training.data, training.spec)
+    stepper = setup.backend.LoopStepper(
+        setup.model, setup.spec, setup.data.train.element_spec, setup.placement
+    )
     stream = iter(training.data.train)
     stepper.train_steps(stream, training.data.steps_per_epoch)  # warm-up: tracing, compiling
     logdir = tempfile.mkdtemp(prefix="trainways-profile-")

@@ -50,10 +50,10 @@ def _worker(config_json: str, data: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
+    from trainways.backends.tensorflow.devices import configure_devices
     from trainways.callbacks import EpochLogger
     from trainways.config import RunConfig
     from trainways.data import load_reuters
-    from trainways.devices import configure_devices
     from trainways.run import build_training, seed_everything
     from trainways.trainers import get_trainer
 

@@ -102,7 +102,10 @@ def test_per_sample_loss_function_is_averaged_like_compile():
     ("kwargs", "message"),
     [
         ({"method": "adamw"}, "unknown method 'adamw'"),
-        ({"epochs": 0}, "epochs and batch_size must be >= 1, got 0 and 32"),
+        ({"epochs": 0}, "epochs must be positive, got 0"),
+        ({"batch_size": -1}, "batch_size must be positive, got -1"),
+        ({"epochz": 3}, "unknown option.s. epochz for TrainConfig"),
+        ({"precision": "mixed_bfloat16"}, "precision applies to models trainways builds"),
         ({"y": None}, "x: NumPy input needs both x and y"),
         ({"y": np.zeros(3)}, "x has 200 samples but y has 3"),
     ],

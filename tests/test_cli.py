@@ -206,11 +206,12 @@ def test_data_info(corpus, capsys):
     ("argv", "needle"),
     [
         (["train", "--method", "sgd"], "invalid choice: 'sgd'"),
-        (["train", "--epochs", "0"], "argument --epochs: must be > 0, got 0"),
-        (["train", "--batch-size", "-3"], "argument --batch-size: must be > 0, got -3"),
-        (["train", "--steps-per-execution", "0"], "expected a whole number > 0 or 'epoch'"),
+        (["train", "--epochs", "0"], "epochs must be positive, got 0 (--epochs)"),
+        (["train", "--epochs", "x"], "argument --epochs: expected a whole number, got 'x'"),
+        (["train", "--batch-size", "-3"], "batch_size must be positive, got -3 (--batch-size)"),
+        (["train", "--steps-per-execution", "0"], "positive whole number or 'epoch', got 0"),
         (["train", "--precision", "fp8"], "invalid choice: 'fp8'"),
-        (["train", "--intra-op-threads", "-1"], "argument --intra-op-threads: must be >= 0"),
+        (["train", "--intra-op-threads", "-1"], "intra_op_threads must be a whole number >= 0"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
         (["evaluate", "/no/such/run"], "run directory /no/such/run does not exist"),
         (["data", "info", "--data", "/no/such/file.npz"], "/no/such/file.npz"),
@@ -329,3 +330,14 @@ def test_speed_levers_train_and_are_recorded(corpus, tmp_path):
     assert (config["device"]["intra_op_threads"], config["device"]["inter_op_threads"]) == (1, 2)
     assert "threads: 1 intra-op / 2 inter-op" in (out / rundir.LOG).read_text()
     assert json.loads((out / rundir.STATUS).read_text())["state"] == "completed"
+    # Each lever acted on the model that trained, not just on config.json:
+    import keras
+
+    import trainways.backends.tensorflow  # noqa: F401 - registers XlaNadam for loading
+
+    model = keras.models.load_model(out / rundir.MODEL)
+    assert type(model.optimizer).__name__ == "XlaNadam"
+    assert model.layers[1].dtype_policy.name == "mixed_bfloat16"  # the first convolution
+    assert model.layers[-1].dtype_policy.name == "float32"  # the softmax stays float32
+    # 115 wires, batch 32: the epoch's 4 steps ran as one execution.
+    assert model.get_compile_config()["steps_per_execution"] == 4

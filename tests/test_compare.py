@@ -145,20 +145,62 @@ def test_compare_resume_refuses_new_settings(tmp_path, capsys):
     assert "expected distinct methods" in capsys.readouterr().err
 
 
-def test_child_arguments_carry_every_training_and_speed_option(tmp_path):
+def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monkeypatch):
+    # Every field of every section set away from its default: an option that compare failed to
+    # hand on would show up as a default in the child's configuration.
+    import dataclasses
+
+    from trainways import compare
     from trainways.cli import build_parser, config_from_args
-    from trainways.compare import train_argv
-    from trainways.config import DeviceConfig, RunConfig, TrainConfig
+    from trainways.config import DataConfig, DeviceConfig, ModelConfig, RunConfig, TrainConfig
 
     config = RunConfig(
+        data=DataConfig(source="/data/reuters.npz", num_words=500, skip_top=2, max_len=90),
+        model=ModelConfig(embedding_dim=9),
         train=TrainConfig(
-            method="loop",
-            seed=3,
-            steps_per_execution="epoch",
-            xla_optimizer=True,
-            precision="mixed_bfloat16",
+            method="fit", epochs=3, batch_size=16, learning_rate=0.01, lr_halve_at=2, seed=3,
+            deterministic=True, patience=4, tensorboard=True, jit_compile=True,
+            steps_per_execution="epoch", xla_optimizer=True, precision="mixed_bfloat16",
         ),
-        device=DeviceConfig(intra_op_threads=1, inter_op_threads=2),
+        device=DeviceConfig(
+            intra_op_threads=1, inter_op_threads=2, strategy="mirrored", cpu_devices=2
+        ),
+    )  # fmt: skip
+    for section in ("data", "model", "train", "device"):
+        default = type(getattr(config, section))()
+        changed = [
+            f.name
+            for f in dataclasses.fields(default)
+            if getattr(getattr(config, section), f.name) != getattr(default, f.name)
+        ]
+        unchanged = {f.name for f in dataclasses.fields(default)} - set(changed)
+        # The single-device and cluster fields exclude the ones set here.
+        assert unchanged <= {"preset", "method", "gpu", "gpu_memory_limit", "cpu", "gpus",
+                             "workers", "task_index"}, (section, unchanged)  # fmt: skip
+    seen = []
+    monkeypatch.setattr(compare, "_run_child", lambda argv: (seen.append(argv), (1, 0.0))[1])
+    out = tmp_path / "cmp"
+    out.mkdir()
+    assert compare.run_comparison(out, config, ("loop",), tutorial=False, log=print) == 1
+    child = config_from_args(build_parser().parse_args(seen[0]))
+    assert child == dataclasses.replace(
+        config, train=dataclasses.replace(config.train, method="loop")
     )
-    parsed = config_from_args(build_parser().parse_args(train_argv(config, tmp_path / "run")))
-    assert parsed.train == config.train and parsed.device == config.device
+
+
+def test_the_report_says_epoch_1_and_final_differences_for_what_they_are(comparison, tmp_path):
+    import numpy as np
+
+    from trainways.report import write_comparison_report
+
+    copy = shutil.copytree(comparison, tmp_path / "copy")
+    first = copy / "loop" / "first_epoch.npz"
+    with np.load(first) as arrays:
+        changed = {k: arrays[k] for k in arrays.files}
+    changed["weights.0000"] = changed["weights.0000"] + 0.25
+    np.savez(first, **changed)
+    write_comparison_report(copy, ("fit", "batch", "loop"), {}, tutorial=False)
+    agreement = json.loads((copy / "comparison.json").read_text())["agreement"]
+    assert agreement["weight_difference_after_epoch_1"] == pytest.approx(0.25)
+    assert agreement["final_weight_difference"] == 0.0
+    assert agreement["identical_after_epoch_1"] is False

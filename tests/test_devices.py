@@ -6,8 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from trainways.backends.tensorflow.devices import (
+    DevicePlan,
+    apply_plan,
+    apply_threads,
+    plan_devices,
+)
 from trainways.config import ConfigError, DeviceConfig
-from trainways.devices import DevicePlan, apply_plan, apply_threads, plan_devices
 
 GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
 
@@ -15,12 +20,12 @@ GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
 def test_no_gpu_trains_on_cpu_and_says_so():
     assert plan_devices(DeviceConfig(), []).description == "CPU (no GPU found)"
     plan = plan_devices(DeviceConfig(gpu=1), [])
-    assert plan.gpu is None and "--gpu 1 ignored" in plan.description
+    assert plan.gpu is None and "gpu 1 ignored" in plan.description
 
 
 def test_cpu_flag_hides_gpus():
     assert plan_devices(DeviceConfig(cpu=True), GPUS) == DevicePlan(
-        None, None, "CPU (GPUs hidden by --cpu)"
+        None, None, "CPU (GPUs hidden by cpu)"
     )
 
 
@@ -35,17 +40,30 @@ def test_chosen_gpu_with_memory_growth_or_limit():
 
 
 def test_missing_gpu_index_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"--gpu 2: this machine has 2 GPU\(s\), indices 0\.\.1"):
+    with pytest.raises(ConfigError, match=r"gpu 2: this machine has 2 GPU\(s\), indices 0\.\.1"):
         plan_devices(DeviceConfig(gpu=2), GPUS)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"gpu": -1}, "--gpu must be a GPU index >= 0, got -1"),
+        ({"gpu": -1}, "gpu must be a GPU index >= 0, got -1"),
         ({"gpu_memory_limit": 0}, "gpu_memory_limit must be positive, got 0"),
-        ({"cpu": True, "gpu": 0}, "--cpu hides all GPUs"),
-        ({"intra_op_threads": -1}, "intra_op_threads must be >= 0, got -1: pass --intra-op"),
+        ({"cpu": True, "gpu": 0}, "cpu hides all GPUs"),
+        ({"intra_op_threads": -1}, "intra_op_threads must be a whole number >= 0, got -1"),
+        ({"strategy": "ring"}, "unknown strategy 'ring': choose one of default, mirrored"),
+        ({"gpus": (0, 1)}, "gpus 0,1 needs strategy mirrored or multiworker"),
+        ({"strategy": "mirrored", "gpus": (0, 0)}, "gpus must list distinct GPU indices"),
+        ({"cpu_devices": 2}, "cpu_devices 2 splits the CPU for strategy mirrored"),
+        ({"strategy": "mirrored", "cpu_devices": 0}, "cpu_devices must be positive, got 0"),
+        ({"strategy": "mirrored", "gpu": 1}, "set gpus, not gpu"),
+        ({"workers": ("a:1",), "task_index": 0}, "workers needs strategy multiworker"),
+        (
+            {"strategy": "multiworker", "workers": ("a:1", "b:2"), "task_index": 2},
+            "task_index must be this worker's index in workers, 0..1, got 2",
+        ),
+        ({"strategy": "multiworker", "workers": ("a",), "task_index": 0}, "host:port"),
+        ({"task_index": 1}, "task_index goes with workers"),
     ],
 )
 def test_bad_device_config(kwargs, message):
@@ -114,11 +132,43 @@ def test_apply_plan_after_initialisation_is_a_clear_error():
         apply_plan(plan_devices(DeviceConfig(gpu=0), GPUS), FakeTFConfig(GPUS, fail=True))
 
 
-def test_configure_devices_on_this_machine_names_the_device():
-    from trainways.devices import configure_devices
+_DESCRIBE = """
+import json, sys
+import tensorflow as tf
+from trainways.backends.tensorflow.devices import configure_devices
+from trainways.config import DeviceConfig
+description = configure_devices(DeviceConfig(**json.loads(sys.argv[1])))
+gpus = [d.name for d in tf.config.get_visible_devices("GPU")]
+print(json.dumps({"description": description, "visible_gpus": gpus,
+                  "physical_gpus": len(tf.config.list_physical_devices("GPU"))}))
+"""
 
-    description = configure_devices(DeviceConfig(cpu=True))
-    assert description.startswith("CPU")
+
+def _describe(**config) -> dict:
+    # A fresh process: devices can only be chosen before TensorFlow has run anything.
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _DESCRIBE, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_configure_devices_on_this_machine_says_what_it_chose():
+    default, cpu = _describe(), _describe(cpu=True)
+    if default["physical_gpus"]:
+        assert default["description"].startswith("GPU 0 (")
+        assert len(default["visible_gpus"]) == 1
+    else:
+        assert default["description"] == "CPU (no GPU found)"
+        assert default["visible_gpus"] == []
+    assert cpu["description"] == "CPU (GPUs hidden by cpu)" and cpu["visible_gpus"] == []
 
 
 def test_thread_pools_are_set_only_when_asked():

@@ -10,7 +10,7 @@ import tensorflow as tf
 from trainways.callbacks import HalveLearningRate
 from trainways.config import METHODS, ModelConfig
 from trainways.model import build_loss, build_metrics, build_model, build_optimizer
-from trainways.trainers import TrainData, TrainSpec, get_trainer
+from trainways.trainers import TrainData, TrainSpec, get_trainer, prepare
 
 from helpers import Spy, toy_problem
 
@@ -301,3 +301,31 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_the_methods_agree():
     # kernels round differently; Nadam's early, sign-like steps amplify that, so batch agrees
     # with the others only as a different bfloat16 run does.
     assert losses["batch"][0] == pytest.approx(losses["fit"][0], rel=1e-3)
+
+
+def test_a_strategy_over_one_device_is_the_distributed_path_for_every_method(monkeypatch):
+    # MirroredStrategy over one device is what --strategy mirrored gives a machine without GPUs:
+    # every method must see the same strategy, build once, and compute the same training.
+    from trainways.backends.tensorflow import distribute
+
+    builds = []
+    real_build = distribute.build_for_training
+    monkeypatch.setattr(
+        distribute,
+        "build_for_training",
+        lambda *args, **kwargs: (builds.append(1), real_build(*args, **kwargs))[1],
+    )
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    weights = {}
+    for method in METHODS:
+        builds.clear()
+        with strategy.scope():
+            model = _model()
+            setup = prepare(model, _datasets(), _spec(epochs=2))
+            assert setup.placement.strategy is strategy, method
+            get_trainer(method)(model, _datasets(), _spec(epochs=2))
+        assert len(builds) == 2, method  # one per prepare() above, one per training
+        weights[method] = model.get_weights()
+    for method in ("batch", "loop"):
+        for a, b in zip(weights["fit"], weights[method], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=method)

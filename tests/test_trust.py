@@ -264,8 +264,8 @@ def test_agree_one_epoch_with_the_float32_speed_levers(reuters_dir, tmp_path, ca
 def test_fit_and_loop_agree_exactly_in_mixed_bfloat16(real_reuters):
     # The batch method is left out: train_on_batch traces its first graph for the concrete
     # batch shape, whose bfloat16 kernels round differently (see the README).
+    from trainways.agreement import measure as measure_agreement
     from trainways.config import RunConfig, TrainConfig
-    from trainways.run import measure_agreement
 
     train = TrainConfig(epochs=1, seed=3, steps_per_execution="epoch", precision="mixed_bfloat16")
     agreement, _ = measure_agreement(RunConfig(train=train), real_reuters, methods=("fit", "loop"))
@@ -275,9 +275,9 @@ def test_fit_and_loop_agree_exactly_in_mixed_bfloat16(real_reuters):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_ten_epochs_of_the_three_methods_agree(reuters_dir):
+    from trainways.agreement import measure as measure_agreement
     from trainways.config import RunConfig, TrainConfig
     from trainways.data import load_reuters
-    from trainways.run import measure_agreement
 
     config = RunConfig(train=TrainConfig(epochs=10, seed=11, deterministic=True))
     agreement, histories = measure_agreement(config, load_reuters(reuters_dir))

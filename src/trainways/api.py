@@ -167,8 +167,7 @@ def _as_optimizer(
     named = isinstance(optimizer, str)
     if rate_given and not named:
         raise ConfigError(
-            "learning_rate sets a named optimizer's rate: give it to your optimizer object "
-            "instead",
+            "learning_rate sets a named optimizer's rate: give it to your optimizer object instead",
             keys=("learning_rate",),
         )
     if config.xla_optimizer:

@@ -17,6 +17,7 @@ from typing import Any
 from trainways import rundir
 from trainways.config import RunConfig
 
+
 def tutorial_config(config: RunConfig, method: str) -> RunConfig:
     """The tutorial chapter's own settings for ``method``: 10 epochs; LR halved at 5 for batch."""
     return replace(
@@ -36,7 +37,14 @@ def child_argv(config_file: Path, out: Path, *, quiet: bool = True) -> list[str]
     The child reads its whole configuration from the file (``train --config``), so every option,
     today's and tomorrow's, reaches it without being listed here.
     """
-    return ["train", "--config", str(config_file), "--out", str(out), *(["--quiet"] if quiet else [])]
+    return [
+        "train",
+        "--config",
+        str(config_file),
+        "--out",
+        str(out),
+        *(["--quiet"] if quiet else []),
+    ]
 
 
 def _run_child(argv: list[str]) -> tuple[int, float]:

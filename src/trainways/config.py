@@ -399,9 +399,7 @@ class DeviceConfig:
         resumable=True,
         help="cap the GPU's memory at MB instead of memory growth",
     )
-    cpu: bool = option(
-        False, flag="--cpu", group="devices", resumable=True, help="hide all GPUs"
-    )
+    cpu: bool = option(False, flag="--cpu", group="devices", resumable=True, help="hide all GPUs")
     intra_op_threads: int = option(
         0,
         flag="--intra-op-threads",
@@ -671,7 +669,12 @@ def apply_options(base: RunConfig, given: Mapping[str, Any]) -> RunConfig:
     values = {path: value for path, value in given.items() if value is not None}
     single_device = ("device.gpu", "device.gpu_memory_limit", "device.cpu")
     if any(path in values for path in single_device):
-        values = {"device.gpu": None, "device.gpu_memory_limit": None, "device.cpu": False, **values}
+        values = {
+            "device.gpu": None,
+            "device.gpu_memory_limit": None,
+            "device.cpu": False,
+            **values,
+        }
     return base.with_values(values) if values else base
 
 

@@ -125,7 +125,10 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
             first_epoch=first_epoch,
         ),
         make_dataset(
-            pad(reuters.x_test, config.data.max_len), reuters.y_test, batch_size=batch, shuffle=False
+            pad(reuters.x_test, config.data.max_len),
+            reuters.y_test,
+            batch_size=batch,
+            shuffle=False,
         ),
         steps_per_epoch(len(x_train), batch),
     )

@@ -3,7 +3,7 @@
 Shared code never asks which backend runs (no ``if backend == ...``): it asks :func:`current`
 for the backend's module, and each module offers the same names:
 
-=========================  ==========================================================================
+=========================  =========================================================================
 ``prepare(model, data)``   a :class:`Placement`-like object: the strategy the model was built under
                            (``None`` for one device), the one build before training, the
                            work-arounds a strategy needs; ``distribute(data)`` splits batches over
@@ -13,7 +13,7 @@ for the backend's module, and each module offers the same names:
 ``enable_determinism()``   deterministic kernels (``--deterministic``)
 ``is_cluster_failure(e)``  whether ``e`` means a peer of a multi-worker job was lost
 ``devices``                devices and strategies: ``make_strategy(config)``, ``is_chief(config)``
-=========================  ==========================================================================
+=========================  =========================================================================
 
 Adding a backend adds a sibling folder with these names.
 """

@@ -60,6 +60,9 @@ class BatchStepper:
         self._means = WeightedMeans()
         self._size = batch_size
 
+    def reset(self) -> None:
+        self._means.reset()
+
     def _steps(self, call: Any, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         # One Keras call per batch whatever steps_per_execution is: the method's point is a call
         # per batch; the execution size only sets how often the hooks run.

@@ -43,15 +43,16 @@ def plan_devices(config: DeviceConfig, gpu_names: Sequence[str]) -> DevicePlan:
         ConfigError: ``--gpu`` names a GPU that does not exist on a machine that has GPUs.
     """
     if config.cpu:
-        return DevicePlan(None, None, "CPU (GPUs hidden by --cpu)")
+        return DevicePlan(None, None, "CPU (GPUs hidden by cpu)")
     if not gpu_names:
-        note = f"; --gpu {config.gpu} ignored" if config.gpu is not None else ""
+        note = f"; gpu {config.gpu} ignored" if config.gpu is not None else ""
         return DevicePlan(None, None, f"CPU (no GPU found{note})")
     index = 0 if config.gpu is None else config.gpu
     if index >= len(gpu_names):
         raise ConfigError(
-            f"--gpu {index}: this machine has {len(gpu_names)} GPU(s), "
-            f"indices 0..{len(gpu_names) - 1}; pick one of them or pass --cpu"
+            f"gpu {index}: this machine has {len(gpu_names)} GPU(s), "
+            f"indices 0..{len(gpu_names) - 1}; pick one of them or set cpu",
+            keys=("gpu", "cpu"),
         )
     memory = (
         f"memory capped at {config.gpu_memory_limit} MB"
@@ -152,8 +153,9 @@ def resolve_cluster(
         raw = environ.get("TF_CONFIG")
         if not raw:
             raise ConfigError(
-                "--strategy multiworker needs the cluster: pass --workers host:port,host:port "
-                "--task-index I, or set $TF_CONFIG"
+                "strategy multiworker needs the cluster: give workers (host:port,host:port) "
+                "and task_index, or set $TF_CONFIG",
+                keys=("workers", "task_index"),
             )
         try:
             tf_config = json.loads(raw)
@@ -206,8 +208,9 @@ def _choose_gpus(config: DeviceConfig, tf: Any) -> list[str]:
     missing = [i for i in indices if i >= len(physical)]
     if missing:
         raise ConfigError(
-            f"--gpus {','.join(map(str, indices))}: this machine has {len(physical)} GPU(s), "
-            f"indices 0..{len(physical) - 1}"
+            f"gpus {','.join(map(str, indices))}: this machine has {len(physical)} GPU(s), "
+            f"indices 0..{len(physical) - 1}",
+            keys=("gpus",),
         )
     chosen = [physical[i] for i in indices]
     tf.config.set_visible_devices(chosen, "GPU")

@@ -169,4 +169,3 @@ class LoopStepper:
 
     def results(self) -> dict[str, float]:
         return {name: float(value) for name, value in self._logs.items()}
-
