@@ -112,7 +112,7 @@ def train(
         ConfigError: An argument is invalid (one line saying which and why).
     """
     config = replace(config or TrainConfig(epochs=1), **options)
-    _refuse_run_options(config, options)
+    _refuse_run_options(config)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -146,7 +146,7 @@ def train(
     return get_trainer(config.method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)
 
 
-def _refuse_run_options(config: TrainConfig, given: dict[str, Any]) -> None:
+def _refuse_run_options(config: TrainConfig) -> None:
     if config.precision != "float32":
         raise ConfigError(
             "precision applies to models trainways builds: build yours under "

@@ -48,6 +48,7 @@ import keras
 import numpy as np
 
 from trainways import rundir
+from trainways.files import write_atomic
 
 LOG = logging.getLogger("trainways")
 
@@ -323,7 +324,7 @@ def save_checkpoint(
     try:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        rundir.write_atomic(tmp / ARRAYS, buffer.getvalue())
+        write_atomic(tmp / ARRAYS, buffer.getvalue())
         state = {
             "format": FORMAT_VERSION,
             "epoch": epoch,
@@ -336,7 +337,7 @@ def save_checkpoint(
             # Hashed from the file as written, so it vouches for the bytes on disk.
             "arrays_sha256": _sha256(tmp / ARRAYS),
         }
-        rundir.write_atomic(tmp / STATE, json.dumps(state, indent=1) + "\n")
+        write_atomic(tmp / STATE, json.dumps(state, indent=1) + "\n")
         _fsync_dir(tmp)
         final = checkpoints / name
         if final.exists():
@@ -366,7 +367,7 @@ def save_first_epoch_weights(run_dir: Path | str, model: keras.Model) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path = Path(run_dir) / rundir.FIRST_EPOCH
-    rundir.write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -240,11 +240,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return apply_options(base, given)
 
 
-def _refuse_with_resume(args: argparse.Namespace, others: Sequence[str]) -> None:
-    fixed = [o.flag for o in options() if not o.resumable and o.path in _given_options(args)]
-    fixed += [flag for flag, given in others if given]
+def _refuse_with_resume(
+    args: argparse.Namespace,
+    others: Sequence[tuple[str, bool]],
+    *,
+    whose: str = "the run's own config",
+    devices_may_change: bool = True,
+) -> None:
+    """Refuse options that ``--resume`` cannot honour: it continues with saved settings."""
+    given = _given_options(args)
+    fixed = [
+        o.flag for o in options() if o.path in given and not (devices_may_change and o.resumable)
+    ]
+    fixed += [flag for flag, was_given in others if was_given]
     if fixed:
-        raise UsageError(f"--resume continues with the run's own settings: drop {', '.join(fixed)}")
+        raise UsageError(f"--resume continues with {whose}: drop {', '.join(fixed)}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -252,11 +262,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainways import run
 
     if args.resume is not None:
-        _refuse_with_resume(
-            args,
-            [("--out/--overwrite", args.out is not None or args.overwrite),
-             ("--config", args.config is not None)],
-        )  # fmt: skip
+        others = [
+            ("--out/--overwrite", args.out is not None or args.overwrite),
+            ("--config", args.config is not None),
+        ]
+        _refuse_with_resume(args, others)
         return run.resume(args.resume, options=_given_options(args), quiet=args.quiet)
     return run.train(
         config_from_args(args), out=args.out, overwrite=args.overwrite, quiet=args.quiet
@@ -357,13 +367,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from trainways.compare import load_comparison_state, run_comparison
 
     if args.resume is not None:
-        given = [o.flag for o in options() if o.path in _given_options(args)]
-        if args.methods or args.tutorial or args.out is not None:
-            given.append("--methods/--tutorial/--out")
-        if given:
-            raise UsageError(
-                "--resume continues with the comparison's own settings: drop " + ", ".join(given)
-            )
+        others = [("--methods/--tutorial/--out", bool(args.methods or args.tutorial or args.out))]
+        _refuse_with_resume(
+            args, others, whose="the comparison's own settings", devices_may_change=False
+        )
         out = args.resume
         state = load_comparison_state(out)
         config = RunConfig.from_dict(state["config"])

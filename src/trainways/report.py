@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trainways import rundir
+from trainways.files import write_atomic
 
 
 def best_epoch(history: Mapping[str, Sequence[float]], monitor: str = "val_accuracy") -> int:
@@ -313,7 +314,7 @@ def write_comparison_report(
     )
     lines += ["", "## Agreement", "", agreement_text, "", "## Curves", ""]
     lines += [f"![{png.stem}]({rundir.PLOTS}/{png.name})" for png in pngs]
-    rundir.write_atomic(out / rundir.REPORT_MD, "\n".join(lines) + "\n")
+    write_atomic(out / rundir.REPORT_MD, "\n".join(lines) + "\n")
 
     def image(png: Path) -> str:
         data = base64.b64encode(png.read_bytes()).decode("ascii")
@@ -345,4 +346,4 @@ img {{ max-width: 100%; }}
 <h2>Curves</h2><div class="plots">{"".join(image(p) for p in pngs)}</div>
 </body></html>
 """
-    rundir.write_atomic(out / rundir.REPORT_HTML, page)
+    write_atomic(out / rundir.REPORT_HTML, page)

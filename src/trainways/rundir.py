@@ -25,7 +25,7 @@ A comparison directory (``trainways compare``) holds one run directory per metho
 
 This module is the only one that knows these names. ``status.json`` is written first as
 "running" and rewritten last, so a directory is complete exactly when it says "completed"; every
-file here is written atomically (:func:`write_atomic`).
+file here is written atomically (:func:`trainways.files.write_atomic`).
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from trainways.files import write_atomic
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -69,32 +69,8 @@ class RunDirError(ValueError):
     """The run directory cannot be used; the message is one line fit for a user."""
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file atomically and durably: a crash leaves the old file or the new one.
-
-    The bytes go to a hidden temporary file beside ``path``, are flushed to disk, and the file is
-    renamed over ``path``; text is written as UTF-8. New files get the usual 0644-style mode
-    (the process umask), like every other file of a run.
-    """
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (:func:`write_atomic`)."""
+    """Write JSON atomically (:func:`trainways.files.write_atomic`)."""
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n")
 
 

@@ -9,10 +9,9 @@ no source.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from trainways.data.errors import _HINT, DataError
 from trainways.data.sgml import Corpus, _sgml_files, build_from_sgml
+from trainways.files import write_atomic
 
 ENV_CACHE = "TRAINWAYS_CACHE_DIR"
 
@@ -58,25 +58,19 @@ def _write_cache(corpus: Corpus, directory: Path, path: Path) -> None:
     """Write atomically so a crash or a concurrent reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     words = sorted(corpus.word_index, key=corpus.word_index.__getitem__)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                format_version=np.int64(CACHE_FORMAT),
-                builder_version=np.int64(BUILDER_VERSION),
-                tokens=corpus.tokens.astype(np.int32, copy=False),
-                offsets=corpus.offsets.astype(np.int64, copy=False),
-                labels=corpus.labels.astype(np.int32, copy=False),
-                topics=np.array(corpus.topics, dtype=str),
-                words=np.array(words, dtype=str),
-                source_dir=np.array(str(directory)),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        format_version=np.int64(CACHE_FORMAT),
+        builder_version=np.int64(BUILDER_VERSION),
+        tokens=corpus.tokens.astype(np.int32, copy=False),
+        offsets=corpus.offsets.astype(np.int64, copy=False),
+        labels=corpus.labels.astype(np.int32, copy=False),
+        topics=np.array(corpus.topics, dtype=str),
+        words=np.array(words, dtype=str),
+        source_dir=np.array(str(directory)),
+    )
+    write_atomic(path, buffer.getvalue())
 
 
 def _is_cache_npz(names: Iterable[str]) -> bool:

@@ -1,0 +1,34 @@
+"""Writing files so that a crash never leaves half of one: the one helper every writer uses."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file atomically and durably: a crash leaves the old file or the new one.
+
+    The bytes go to a hidden temporary file beside ``path``, are flushed to disk, and the file is
+    renamed over ``path``; text is written as UTF-8. New files get the usual 0644-style mode
+    (the process umask), like every other file of a run.
+    """
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["write_atomic"]
