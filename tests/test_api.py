@@ -115,3 +115,28 @@ def test_bad_arguments_are_config_errors(kwargs, message):
     arguments = {"y": y, **kwargs}
     with pytest.raises(ConfigError, match=message):
         trainways.train(_model(), x, **arguments)
+
+
+def test_the_clis_training_options_act_in_the_library_too():
+    from trainways.config import TrainConfig
+
+    x, y = toy_problem()  # 200 samples: 4 steps of 50
+    spy = Spy()
+    model = _model()
+    history = trainways.train(
+        model,
+        x,
+        y,
+        config=TrainConfig(method="loop", epochs=3, batch_size=50, seed=1),
+        optimizer="nadam",
+        learning_rate=0.01,
+        lr_halve_at=2,
+        steps_per_execution=2,
+        xla_optimizer=True,
+        callbacks=[spy],
+    )
+    assert type(model.optimizer).__name__ == "XlaNadam"
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.005, 0.005])
+    # Two executions of two steps per epoch: fit's batch indices 0-1 and 2-3.
+    ends = [index for hook, index in spy.calls if hook == "on_train_batch_end"]
+    assert ends == [1, 3] * 3
