@@ -173,6 +173,11 @@ def format_agreement(agreement: Agreement) -> str:
     return "\n".join(lines)
 
 
+def agreement_config(config: RunConfig) -> RunConfig:
+    """``config`` as :func:`measure` trains it: with op determinism, whatever it said."""
+    return replace(config, train=replace(config.train, deterministic=True))
+
+
 def measure(
     config: RunConfig, reuters: Any, *, methods: Sequence[str] = ("fit", "batch", "loop")
 ) -> tuple[Agreement, dict[str, dict[str, list[float]]]]:
@@ -191,7 +196,7 @@ def measure(
     from trainways import run
     from trainways.trainers import get_trainer
 
-    config = replace(config, train=replace(config.train, deterministic=True))
+    config = agreement_config(config)
     first, final, histories = {}, {}, {}
     for method in methods:
         # Fresh layer-name counters, so each model's variables have the same paths.

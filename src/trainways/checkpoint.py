@@ -48,6 +48,7 @@ import keras
 import numpy as np
 
 from trainways import rundir
+from trainways.callbacks import EpochLogger
 from trainways.files import write_atomic
 
 LOG = logging.getLogger("trainways")
@@ -168,6 +169,13 @@ register_state_adapter(
     StateAdapter(
         lambda callback: {"best": _optional_float(callback.best)},
         lambda callback, state: setattr(callback, "best", state["best"]),
+    ),
+)
+register_state_adapter(
+    EpochLogger,
+    StateAdapter(
+        lambda callback: {"epoch_seconds": [float(s) for s in callback.epoch_seconds]},
+        lambda callback, state: setattr(callback, "epoch_seconds", list(state["epoch_seconds"])),
     ),
 )
 # trainways.callbacks.HalveLearningRate (any LearningRateScheduler) needs no adapter: its

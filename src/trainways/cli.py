@@ -9,10 +9,13 @@ model, so ``--help`` and ``trainways data info`` answer quickly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -104,6 +107,16 @@ def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print nothing but errors (a run's train.log still gets it all)",
     )
+    _add_verbose_option(parser)
+
+
+def _add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's start-up messages (hidden by default; real errors always "
+        "show)",
+    )
 
 
 def _method_list(text: str) -> tuple[str, ...]:
@@ -172,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", metavar="PATH", help="where to read the data now (default: as the run did)"
     )
     _add_last_option(evaluate)
+    _add_verbose_option(evaluate)
 
     predict = commands.add_parser("predict", help="most likely topics of a newswire text")
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -182,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=5, help="default: 5")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     _add_last_option(predict)
+    _add_verbose_option(predict)
+    parser.predict_parser = predict  # type: ignore[attr-defined]  # for main's intermixed parse
 
     compare = commands.add_parser(
         "compare",
@@ -219,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("out", type=Path, metavar="OUT", help="directory to create")
     _add_last_option(export)
+    _add_verbose_option(export)
 
     data = commands.add_parser("data", help="the Reuters data")
     data_commands = data.add_subparsers(
@@ -276,10 +293,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
     from trainways import run
-    from trainways.agreement import format_agreement, measure
+    from trainways.agreement import agreement_config, format_agreement, measure
     from trainways.backends import current
 
-    config = run.with_seed(config_from_args(args))
+    config = agreement_config(run.with_seed(config_from_args(args)))
     reuters = run.load_data(config.data)
     run.check(config, reuters)
     if args.json is not None:
@@ -288,11 +305,15 @@ def cmd_agree(args: argparse.Namespace) -> int:
     run.LOG.info("device: %s", current().devices.make_strategy(config.device).description)
     run.LOG.info("data:   %s", reuters.source)
     agreement, histories = measure(config, reuters)
+    print(f"seed: {config.train.seed} (op determinism on)")
     print(format_agreement(agreement))
     if args.json:
+        # What was trained: every method, deterministic; the config's method field means nothing.
+        trained = config.to_dict()
+        del trained["train"]["method"]
         rundir.write_json(
             args.json,
-            {"config": config.to_dict(), **agreement.to_dict(), "histories": histories},
+            {"config": trained, **agreement.to_dict(), "histories": histories},
         )
     return 0 if agreement.ok else 1
 
@@ -323,19 +344,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _texts(args: argparse.Namespace) -> list[str]:
+def _texts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
+    """``(line number or None, text)`` of each text to classify."""
     if args.file is not None and args.text:
         raise UsageError("give the text either as arguments or with --file, not both")
     if args.file is None:
-        texts = [" ".join(args.text)]
+        texts: list[tuple[int | None, str]] = [(None, " ".join(args.text))]
     else:
         try:
             handle = sys.stdin if str(args.file) == "-" else args.file.open(encoding="utf-8")
             with handle:
-                texts = [line.rstrip("\n") for line in handle if line.strip()]
-        except OSError as error:
-            raise UsageError(f"cannot read --file {args.file}: {error.strerror or error}") from None
-    if not any(text.strip() for text in texts):
+                texts = [
+                    (number, line.rstrip("\n"))
+                    for number, line in enumerate(handle, 1)
+                    if line.strip()
+                ]
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            raise UsageError(f"cannot read --file {args.file}: {reason}") from None
+    if not any(text.strip() for _, text in texts):
         raise UsageError("no text to classify: give a newswire text or --file FILE")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
@@ -343,22 +370,39 @@ def _texts(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """``trainways predict RUN_DIR TEXT...``: the top-k topics of each text, with probabilities."""
+    """``trainways predict RUN_DIR TEXT...``: the top-k topics of each text, with probabilities.
+
+    Exit status: 0 when every text was classified; 1 when some lines of ``--file`` had no known
+    word (each is named on stderr, the others are classified); 2 when nothing could be.
+    """
     from trainways import inference
 
-    texts = _texts(args)
+    numbered = _texts(args)
     rundir.require_completed(args.run_dir)
-    predictions = inference.predict(args.run_dir, texts, top_k=args.top_k, last=args.last)
+    predictions = inference.predict(
+        args.run_dir, [text for _, text in numbered], top_k=args.top_k, last=args.last
+    )
+    skipped = [(n, p) for (n, _), p in zip(numbered, predictions, strict=True) if p.problem]
+    if len(skipped) == len(predictions):
+        where = f"line {skipped[0][0]}: " if skipped[0][0] is not None else ""
+        raise UsageError(where + skipped[0][1].problem + (
+            f" (and {len(skipped) - 1} more line(s))" if len(skipped) > 1 else ""
+        ))  # fmt: skip
+    for number, prediction in skipped:
+        print(f"trainways predict: line {number}: {prediction.problem}; skipped", file=sys.stderr)
     if args.json:
         results = [p.to_dict() for p in predictions]
         print(json.dumps(results if args.file is not None else results[0], indent=2))
-        return 0
-    for number, prediction in enumerate(predictions):
+        return 1 if skipped else 0
+    for number, ((line, _), prediction) in enumerate(zip(numbered, predictions, strict=True)):
+        if prediction.problem:
+            continue
         if len(predictions) > 1:
-            print(f"{'' if number == 0 else chr(10)}[{number + 1}] {prediction.text[:70]}")
+            label = line if line is not None else number + 1  # a --file's line number
+            print(f"{'' if number == 0 else chr(10)}[{label}] {prediction.text[:70]}")
         for rank, (topic, probability) in enumerate(prediction.topics, 1):
             print(f"{rank}. {topic:<16s} {probability:.4f}")
-    return 0
+    return 1 if skipped else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -431,9 +475,44 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def _quiet_tensorflow() -> None:
     # Hides TensorFlow's C++ info and warning lines while training (tf.data's partial-cache
-    # warning when fit builds the model, for one). The few lines TF prints before its logging
-    # is initialised cannot be silenced this way.
+    # warning when fit builds the model, for one). The lines TF prints before its logging is
+    # initialised are caught by _start_backend_quietly.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# What TensorFlow and its CUDA probe print on every start, error or not, on a machine like this
+# one: absl's preamble, info lines, the CPU-instruction note, a failed cuInit without a GPU.
+_STARTUP_NOISE = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog|^I\d{4} |cpu_feature_guard|"
+    r"^To enable the following instructions|cuInit|cuda drivers|cudart_stub|TensorRT|oneDNN"
+)
+
+
+@contextlib.contextmanager
+def _startup_noise_filtered() -> Iterator[None]:
+    """Catch what C++ code writes to file descriptor 2, then pass on all but the known noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not _STARTUP_NOISE.search(line):
+                    print(line, file=sys.stderr)
+
+
+def _start_backend_quietly() -> None:
+    """Import the backend and let it probe its devices with the start-up noise filtered out."""
+    with _startup_noise_filtered():
+        from trainways.backends import current
+
+        current().devices.probe()
 
 
 def _config_error(error: ConfigError) -> str:
@@ -448,10 +527,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _quiet_tensorflow()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["predict"]:
+            # Options anywhere, as people type them: predict RUN --top-k 3 "text".
+            args = parser.predict_parser.parse_intermixed_args(
+                argv[1:], namespace=argparse.Namespace(command="predict")
+            )
+        else:
+            args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return int(stop.code or 0)
+    if args.command != "data" and not getattr(args, "verbose", False):
+        _start_backend_quietly()
     handlers = {
         "train": cmd_train,
         "agree": cmd_agree,

@@ -115,18 +115,24 @@ class Prediction:
 
     Attributes:
         text: The text as given.
-        topics: ``(topic, probability)`` pairs, most likely first.
+        topics: ``(topic, probability)`` pairs, most likely first; empty when ``problem`` says
+            why the text could not be classified.
+        problem: ``None``, or why the text was not classified (no known word).
     """
 
     text: str
     topics: tuple[tuple[str, float], ...]
+    problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
+        payload: dict[str, Any] = {
             "text": self.text,
             "topics": [{"topic": t, "probability": p} for t, p in self.topics],
         }
+        if self.problem:
+            payload["problem"] = self.problem
+        return payload
 
 
 def predict(
@@ -135,10 +141,11 @@ def predict(
     """The ``top_k`` most likely topics of each text, by the run's model.
 
     Texts are encoded as the run's data was (the old Keras tokenizer, the run's vocabulary and
-    options), then padded to the run's length.
+    options), then padded to the run's length. A text none of whose words the model knows is
+    not classified: its :class:`Prediction` has no topics and says why in ``problem``.
 
     Raises:
-        InferenceError: No text, ``top_k`` < 1, or a text none of whose words the model knows.
+        InferenceError: No text, or ``top_k`` < 1.
     """
     from trainways.data import Reuters, pad
 
@@ -150,17 +157,21 @@ def predict(
     encoder = Reuters.from_encoder_state(state, source=str(run_dir))
     specials = (state["start_char"], state["oov_char"])
     encoded = [encoder.encode(text) for text in texts]
-    for text, ids in zip(texts, encoded, strict=True):
-        if not any(i not in specials for i in ids):
-            raise InferenceError(
-                f"no word of {text[:60]!r} is in the model's vocabulary: give English newswire text"
-            )
-    model, _ = load_model(run_dir, last=last)
-    probabilities = model.predict(pad(encoded, state["max_len"]), verbose=0)
-    predictions = []
-    for text, row in zip(texts, probabilities, strict=True):
-        order = np.argsort(row)[::-1][:top_k]
-        predictions.append(
-            Prediction(text, tuple((encoder.topics[i], float(row[i])) for i in order))
+    usable = [i for i, ids in enumerate(encoded) if any(t not in specials for t in ids)]
+    predictions = [
+        Prediction(
+            text,
+            (),
+            f"no word of {text[:60]!r} is in the model's vocabulary: give English newswire text",
         )
+        for text in texts
+    ]
+    if usable:
+        model, _ = load_model(run_dir, last=last)
+        rows = model.predict(pad([encoded[i] for i in usable], state["max_len"]), verbose=0)
+        for i, row in zip(usable, rows, strict=True):
+            order = np.argsort(row)[::-1][:top_k]
+            predictions[i] = Prediction(
+                texts[i], tuple((encoder.topics[j], float(row[j])) for j in order)
+            )
     return predictions

@@ -188,7 +188,6 @@ def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     histories = {m: rundir.read_history(out / m) for m in methods}
     plots = out / rundir.PLOTS
@@ -199,10 +198,10 @@ def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
         for method, history in histories.items():
             epochs = range(1, len(history[key]) + 1)
             colour = _COLOURS.get(method)
-            axes.plot(epochs, history[key], "--", color=colour, label=f"{method} train")
-            axes.plot(epochs, history[f"val_{key}"], "-", color=colour, label=f"{method} val")
+            axes.plot(epochs, history[key], "o--", color=colour, label=f"{method} train")
+            axes.plot(epochs, history[f"val_{key}"], "s-", color=colour, label=f"{method} val")
         axes.set(title=f"{title} per epoch", xlabel="epoch", ylabel=title.lower())
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(axes, max(len(h[key]) for h in histories.values()))
         axes.legend(fontsize=8, ncol=2)
         axes.grid(alpha=0.3)
         written.append(_save(figure, plots / key))
@@ -214,12 +213,23 @@ def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
             range(1, len(seconds) + 1), seconds, "o-", color=_COLOURS.get(method), label=method
         )
     axes.set(title="Seconds per epoch", xlabel="epoch", ylabel="seconds")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(axes, max(len(h["loss"]) for h in histories.values()))
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     written.append(_save(figure, plots / "seconds_per_epoch"))
     plt.close(figure)
     return written
+
+
+def _epoch_axis(axes: Any, epochs: int) -> None:
+    """Whole epochs on the x axis, from 1; a short run gets one tick per epoch and a margin."""
+    from matplotlib.ticker import MaxNLocator
+
+    if epochs <= 12:
+        axes.set_xticks(range(1, epochs + 1))
+        axes.set_xlim(0.5, epochs + 0.5)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(figure: Any, stem: Path) -> Path:
@@ -262,6 +272,28 @@ def _cells(row: Mapping[str, Any]) -> list[str]:
     return cells
 
 
+def comparison_settings(out: Path, methods: Sequence[str]) -> str:
+    """One line saying what was compared: seed, epochs, batch, data, date and versions."""
+    from datetime import datetime
+    from importlib.metadata import PackageNotFoundError, version
+
+    config = rundir.read_config(out / methods[0])
+    data, train = config["data"], config["train"]
+    fingerprint = data.get("fingerprint") or {}
+    digest = f" (sha256 {fingerprint['sha256']})" if fingerprint.get("sha256") else ""
+    versions = []
+    for package in ("trainways", "keras", "tensorflow"):
+        try:
+            versions.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            continue
+    return (
+        f"Seed {train['seed']}, {train['epochs']} epoch(s), batch {train['batch_size']}, "
+        f"data {data['source'] or 'the default source'}{digest}; written "
+        f"{datetime.now().astimezone().isoformat(timespec='seconds')} with {', '.join(versions)}."
+    )
+
+
 def write_comparison_report(
     out: Path, methods: Sequence[str], peaks: Mapping[str, float], *, tutorial: bool
 ) -> None:
@@ -293,7 +325,8 @@ def write_comparison_report(
     rundir.write_json(out / rundir.COMPARISON, payload)
 
     headers = [title for title, _, _ in _COLUMNS]
-    lines = ["# trainways comparison", ""]
+    settings = comparison_settings(out, methods)
+    lines = ["# trainways comparison", "", settings, ""]
     if tutorial:
         lines += [
             "Settings of the tutorial chapter: 10 epochs; the learning rate halved at epoch 5 "
@@ -339,7 +372,8 @@ th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; font-weight: 6
 img {{ max-width: 100%; }}
 </style></head><body>
 <h1>trainways comparison</h1>
-{"<p>" + html.escape(lines[2]) + "</p>" if tutorial else ""}
+<p id="settings">{html.escape(settings)}</p>
+{"<p>" + html.escape(lines[4]) + "</p>" if tutorial else ""}
 <table id="results"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in headers)}</tr>
 </thead><tbody>{table}</tbody></table>
 <h2>Agreement</h2><p>{html.escape(agreement_text)}</p>

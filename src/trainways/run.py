@@ -226,15 +226,27 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
     if not _is_chief(config):
         # Reads the chief's checkpoint (the run directory must be visible to every worker);
         # writes only to its own scratch directory.
-        latest = checkpoint.load_checkpoint(
-            run_dir, warn=lambda message: print(message, file=sys.stderr)
-        )
+        latest = checkpoint.load_checkpoint(run_dir, warn=_warn_stderr)
         return _as_worker(config, reuters, quiet=quiet, resume_from=latest)
     configure_logging(run_dir / rundir.LOG, quiet=quiet)
     latest = checkpoint.load_checkpoint(run_dir, warn=LOG.warning)
+    # A run killed mid-epoch still says "running" with the epochs of its start: history.csv knows.
+    history = run_dir / rundir.HISTORY
+    logged = len(rundir.read_history(run_dir).get("loss", [])) if history.is_file() else 0
+    completed = max(int(status.get("epochs_completed") or 0), logged)
+    if latest is None and completed > 0:
+        raise rundir.RunDirError(
+            f"--resume {run_dir}: its status says {completed} epoch(s) completed but no usable "
+            f"checkpoint is left in {run_dir / rundir.CHECKPOINTS}; to start over, train anew: "
+            f"trainways train --config {run_dir / rundir.CONFIG} --out NEW_DIR"
+        )
     if latest is None:
         LOG.info("no complete epoch in %s (it was %s): starting over", run_dir, status["state"])
     return _start(run_dir, config, reuters, quiet=quiet, resume_from=latest)
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"trainways: warning: {message}", file=sys.stderr)
 
 
 def _is_chief(config: RunConfig) -> bool:
@@ -407,8 +419,12 @@ def _callbacks(
     best = keras.callbacks.ModelCheckpoint(
         str(out / rundir.BEST), monitor="val_accuracy", mode="max", save_best_only=True
     )
+    # The timer is tracked too, so that a resumed run's metrics.json keeps every epoch's time.
     checkpointer = checkpoint.EpochCheckpoint(
-        out, callbacks=[*schedule, best], initial_history=history_so_far, restore_from=resume_from
+        out,
+        callbacks=[*schedule, best, timer],
+        initial_history=history_so_far,
+        restore_from=resume_from,
     )
     callbacks += [
         keras.callbacks.CSVLogger(str(out / rundir.HISTORY), append=resume_from is not None),
@@ -432,13 +448,12 @@ def _record_stop(out: Path, config: RunConfig, stop: BaseException) -> int:
         return EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
     if isinstance(stop, tw_callbacks.NonFiniteLoss):
         rundir.set_status(out, rundir.FAILED, error=str(stop), epochs_completed=done)
-        LOG.error(
-            "failed: %s (loss %s); the last good checkpoint (epoch %d) is kept in %s",
-            stop,
-            stop.value,
-            done,
-            out / rundir.CHECKPOINTS,
+        kept = (
+            f"the last good checkpoint (epoch {done}) is kept in {latest.path}"
+            if latest
+            else "no epoch completed, so no checkpoint was kept"
         )
+        LOG.error("failed: %s (loss %s); %s", stop, stop.value, kept)
         return EXIT_FAILED
     # A worker of a multi-worker job was lost.
     message = str(stop).strip().splitlines()[0][:300]

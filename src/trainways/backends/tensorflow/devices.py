@@ -306,3 +306,11 @@ def _multiworker(config: DeviceConfig, tf: Any, threads: str) -> Devices:
 def configure_devices(config: DeviceConfig) -> str:
     """Plan and apply the device choice with TensorFlow; returns the description line."""
     return make_strategy(config).description
+
+
+def probe() -> None:
+    """List the physical devices (allowed before any device choice); TensorFlow's CUDA probe,
+    and whatever it prints, happens here."""
+    import tensorflow as tf
+
+    tf.config.list_physical_devices("GPU")
