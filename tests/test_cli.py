@@ -341,3 +341,172 @@ def test_speed_levers_train_and_are_recorded(corpus, tmp_path):
     assert model.layers[-1].dtype_policy.name == "float32"  # the softmax stays float32
     # 115 wires, batch 32: the epoch's 4 steps ran as one execution.
     assert model.get_compile_config()["steps_per_execution"] == 4
+
+
+# ------------------------------------------------------------ what a new user broke (issue 11)
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"), [("inf", "must be finite, got inf"), ("nan", "must be positive, got nan")]
+)
+def test_a_non_finite_learning_rate_is_refused(value, needle, capsys):
+    assert main(["train", "--lr", value]) == 2
+    assert f"learning_rate {needle}" in _one_line_error(capsys)
+
+
+def test_errors_name_the_subcommand_never_an_internal_name(capsys):
+    assert main(["train", "--epochs", "0"]) == 2
+    assert _one_line_error(capsys).startswith("trainways train: error: ")
+    assert main(["data"]) == 2
+    err = _one_line_error(capsys)
+    assert "data_command" not in err and "COMMAND" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "needle"),
+    [
+        ("train", ["--model", "rnn"], "unknown model preset 'rnn'"),
+        ("train", ["--max-len", "11"], "cannot take sequences of max_len 11"),
+        ("agree", ["--max-len", "5"], "cannot take sequences of max_len 5"),
+        ("compare", ["--model", "rnn"], "unknown model preset 'rnn'"),
+    ],
+)
+def test_a_model_that_cannot_train_is_refused_before_any_file(
+    corpus, tmp_path, command, extra, needle, capsys
+):
+    out = tmp_path / "out"
+    argv = [command, "--data", str(corpus), "--epochs", "1", "--quiet", *extra]
+    if command != "agree":
+        argv += ["--out", str(out)]
+    assert main(argv) == 2
+    assert needle in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_unwritable_outputs_are_refused_before_the_work(corpus, trained_run, tmp_path, capsys):
+    # Under a regular file: unwritable for every user, root included.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["export", str(trained_run), str(blocker / "model")]) == 2
+    assert "is not a writable directory" in _one_line_error(capsys)
+    argv = ["agree", "--data", str(corpus), "--max-len", "40", "--json", str(blocker / "a.json")]
+    assert main(argv) == 2
+    assert "is not a writable directory" in _one_line_error(capsys)
+
+
+def test_a_non_finite_loss_names_only_files_that_exist(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert _train(corpus, out, "--lr", "1e30", "--epochs", "1") == 1
+    status = json.loads((out / rundir.STATUS).read_text())
+    assert status["state"] == "failed" and status["epochs_completed"] == 0
+    log = (out / rundir.LOG).read_text()
+    assert "no epoch completed, so no checkpoint was kept" in log
+    assert not (out / rundir.CHECKPOINTS).exists() or any((out / rundir.CHECKPOINTS).iterdir())
+
+
+def test_resume_without_the_checkpoints_it_needs_is_refused(corpus, trained_run, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    rundir.set_status(run, rundir.INTERRUPTED, epochs_completed=3)
+    shutil.rmtree(run / rundir.CHECKPOINTS)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run)]) == 2
+    err = _one_line_error(capsys)
+    assert "no usable checkpoint is left" in err and "trainways train --config" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_resumed_run_keeps_every_epochs_time(corpus, tmp_path, monkeypatch):
+    import signal
+
+    import keras
+
+    from trainways import callbacks as tw_callbacks
+    from trainways import run as run_module
+
+    class StopInEpoch2(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.params and getattr(self, "_epoch", 0) == 1:
+                raise tw_callbacks.Interrupted(signal.SIGINT)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+    real = run_module._callbacks
+
+    def with_stop(*args, **kwargs):
+        callbacks, *rest = real(*args, **kwargs)
+        return ([StopInEpoch2(), *callbacks], *rest)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(run_module, "_callbacks", with_stop)
+    assert _train(corpus, out, "--epochs", "3") == 130
+    monkeypatch.setattr(run_module, "_callbacks", real)
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / rundir.METRICS).read_text())
+    assert metrics["epochs"] == 3 and len(metrics["seconds_per_epoch"]) == 3
+    assert metrics["mean_seconds_per_epoch"] > 0
+
+
+def test_agree_says_its_seed_and_records_what_it_trained(corpus, tmp_path, capsys):
+    report = tmp_path / "agree.json"
+    argv = ["agree", "--data", str(corpus), "--max-len", "40", "--seed", "5", "--quiet"]
+    assert main([*argv, "--json", str(report)]) == 0
+    assert "seed: 5 (op determinism on)" in capsys.readouterr().out
+    recorded = json.loads(report.read_text())
+    assert recorded["config"]["train"]["deterministic"] is True
+    assert "method" not in recorded["config"]["train"]
+    assert recorded["methods"] == ["fit", "batch", "loop"]
+
+
+def test_tensorflows_start_up_noise_is_hidden_unless_verbose(tmp_path):
+    def stderr(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "trainways.cli", "evaluate", str(tmp_path / "none"), *extra],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        ).stderr
+
+    quiet = stderr()
+    assert quiet.count("\n") == 1 and quiet.startswith("trainways evaluate: error: "), quiet
+    assert quiet.strip() in stderr("--verbose")
+
+
+def test_predict_takes_options_anywhere(trained_run, capsys):
+    assert main(["predict", str(trained_run), "--top-k", "3", COPPER]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("1. copper")
+
+
+def test_predict_file_skips_unusable_lines_by_number(trained_run, tmp_path, capsys):
+    wires = tmp_path / "wires.txt"
+    wires.write_text(f"{COPPER}\nzzzz qqqq\n\n{GRAIN}\n")
+    assert main(["predict", str(trained_run), "--file", str(wires), "--top-k", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        "trainways predict: line 2: no word of 'zzzz qqqq' is in the model's vocabulary: "
+        "give English newswire text; skipped"
+    )
+    assert "[1] " in captured.out and "[4] " in captured.out and "1. copper" in captured.out
+
+
+def test_history_counts_epochs_from_1_and_times_carry_their_zone(trained_run):
+    import csv
+    import re
+
+    with (trained_run / rundir.HISTORY).open() as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == [str(e) for e in range(1, 9)]
+    status = json.loads((trained_run / rundir.STATUS).read_text())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", status["time"])
+    assert re.fullmatch(r"\d{8}-\d{6}[+-]\d{4}-fit", rundir.default_run_dir("fit").name)
+    log = (trained_run / rundir.LOG).read_text()
+    assert re.search(r"-{40} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d\n", log)
+
+
+def test_every_file_of_a_run_has_the_same_permissions(trained_run):
+    files = {p.stat().st_mode & 0o777 for p in trained_run.rglob("*") if p.is_file()}
+    dirs = {p.stat().st_mode & 0o777 for p in trained_run.rglob("*") if p.is_dir()}
+    assert len(files) == 1 and len(dirs) == 1, (files, dirs)

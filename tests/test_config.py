@@ -62,7 +62,7 @@ def test_the_cli_names_the_flag_of_a_bad_field(capsys):
 
     assert main(["train", "--batch-size", "0"]) == 2
     err = capsys.readouterr().err
-    assert err == "trainways: error: batch_size must be positive, got 0 (--batch-size)\n"
+    assert err == "trainways train: error: batch_size must be positive, got 0 (--batch-size)\n"
 
 
 def _non_default(opt):

@@ -44,7 +44,7 @@ class EpochLogger(keras.callbacks.Callback):
     """After every epoch, a separator line ending in the local wall-clock time, then the metrics.
 
     The tutorial printed the time in a hard-coded UTC+8; this uses the machine's own time zone
-    and names it.
+    and gives its offset, as the run directory's name and ``status.json`` do.
 
     Args:
         logger: Where the lines go (the CLI sends this logger to stdout and the run's log file).
@@ -64,7 +64,7 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._started
         self.epoch_seconds.append(seconds)
-        now = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        now = datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
         self._logger.info("%s %s", "-" * self._width, now)
         total = self.params.get("epochs", "?")
         self._logger.info(
@@ -211,3 +211,10 @@ class StopOnSignal(keras.callbacks.Callback):
 
     on_train_batch_end = _check
     on_test_batch_end = _check
+
+
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """``keras.callbacks.CSVLogger`` numbering epochs from 1, as the log and ``metrics.json`` do."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)

@@ -49,7 +49,7 @@ import numpy as np
 
 from trainways import rundir
 from trainways.callbacks import EpochLogger
-from trainways.files import write_atomic
+from trainways.files import default_mode, write_atomic
 
 LOG = logging.getLogger("trainways")
 
@@ -329,6 +329,7 @@ def save_checkpoint(
         callback_json[key] = {"values": values, "arrays": counts}
 
     tmp = Path(tempfile.mkdtemp(dir=checkpoints, prefix=f"{_TMP_PREFIX}{name}-"))
+    os.chmod(tmp, default_mode(directory=True))
     try:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)

@@ -294,15 +294,16 @@ def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
     from trainways import run
     from trainways.agreement import agreement_config, format_agreement, measure
-    from trainways.backends import current
 
     config = agreement_config(run.with_seed(config_from_args(args)))
     reuters = run.load_data(config.data)
     run.check(config, reuters)
     if args.json is not None:
         _require_writable(args.json)
+    devices = run.make_devices(config)
+    run.check_model(config, reuters, devices)
     run.configure_logging(None, quiet=args.quiet)
-    run.LOG.info("device: %s", current().devices.make_strategy(config.device).description)
+    run.LOG.info("device: %s", devices.description)
     run.LOG.info("data:   %s", reuters.source)
     agreement, histories = measure(config, reuters)
     print(f"seed: {config.train.seed} (op determinism on)")
@@ -424,6 +425,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         methods, tutorial = args.methods or METHODS, args.tutorial
         reuters = run.load_data(config.data)  # a bad --data fails here, before any directory
         run.check(config, reuters)
+        run.check_model(config, reuters)  # in this process only: the children set devices
         out = rundir.prepare(
             args.out or rundir.default_run_dir("compare"), overwrite=args.overwrite
         )
@@ -549,16 +551,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": cmd_compare,
         "data": cmd_data_info,
     }
+    prog = f"trainways {args.command}" + (" info" if args.command == "data" else "")
     try:
         return handlers[args.command](args)
     except ConfigError as error:
-        print(f"trainways: error: {_config_error(error)}", file=sys.stderr)
+        print(f"{prog}: error: {_config_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except (UsageError, DataError, InferenceError, rundir.RunDirError) as error:
-        print(f"trainways: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("trainways: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -119,9 +119,11 @@ def _path(text: str) -> str:
 
 
 def _positive(key: str, value: float | None) -> None:
-    # `not value > 0` also catches NaN; infinity is positive but no setting means it.
-    if value is not None and (isinstance(value, bool) or not value > 0 or math.isinf(value)):
-        raise ConfigError(f"{key} must be a positive, finite number, got {value!r}", keys=(key,))
+    # `not value > 0` also catches NaN; infinity is positive, but no setting means it.
+    if value is not None and (isinstance(value, bool) or not value > 0):
+        raise ConfigError(f"{key} must be positive, got {value!r}", keys=(key,))
+    if value is not None and math.isinf(value):
+        raise ConfigError(f"{key} must be finite, got {value!r}", keys=(key,))
 
 
 def _at_least_zero(key: str, value: int) -> None:

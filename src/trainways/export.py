@@ -9,6 +9,7 @@ start id, then pre-truncation and pre-padding to the run's length.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,11 @@ def export_run(run_dir: Path | str, out: Path | str, *, last: bool = False) -> P
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise rundir.RunDirError(f"{out} exists and is not empty: choose a new directory")
+    # Checked before the model is loaded and traced, not found out after the work.
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    target = out if out.exists() else parent
+    if target is None or not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
+        raise rundir.RunDirError(f"cannot write {out}: {target} is not a writable directory")
     model, model_path = inference.load_model(run_dir, last=last)
     export_text_model(model, inference.encoder_state(run_dir), out)
     return model_path

@@ -22,13 +22,22 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-__all__ = ["write_atomic"]
+def default_mode(*, directory: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file or directory under the process umask.
+
+    ``tempfile`` creates files 0600 and directories 0700; whatever is renamed into place gets
+    this instead, so every file of a run has the same permissions.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+__all__ = ["default_mode", "write_atomic"]

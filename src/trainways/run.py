@@ -6,8 +6,11 @@ happens here, in the order a reader meets it:
 1. :func:`train` / :func:`resume` load the data and check the configuration against it before any
    file exists; a non-chief worker of a cluster trains into a scratch directory
    (:func:`_as_worker`).
-2. :func:`_start` records ``running``, sends the log to ``train.log``, sets the devices up, and
-   turns a second Ctrl-C or an unexpected error into a truthful ``status.json``.
+   The devices are set up (:func:`make_devices`) and the model built once
+   (:func:`check_model`) before the run directory exists, so a bad device or model is refused
+   without leaving one.
+2. :func:`_start` records ``running``, sends the log to ``train.log``, and turns a second
+   Ctrl-C or an unexpected error into a truthful ``status.json``.
 3. :func:`_train` builds the model and data (:func:`build_training`, the same for every method),
    assembles the callbacks (:func:`_callbacks`), and hands them to the method's trainer.
 4. A stop — a signal, a non-finite loss, a lost worker — is recorded by :func:`_record_stop`;
@@ -17,6 +20,7 @@ happens here, in the order a reader meets it:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -74,6 +78,50 @@ def check(config: RunConfig, reuters: Any) -> None:
 
     steps = steps_per_epoch(len(reuters.y_train), config.train.batch_size)
     resolve_steps_per_execution(config.train.steps_per_execution, steps)
+
+
+def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
+    """Build the model once to see that it takes the data's shape, before any file is written.
+
+    Raises:
+        ConfigError: The preset is unknown, or cannot take sequences of ``max_len`` ids (the
+            tutorial CNN's pooling leaves nothing of fewer than 12), or does not output one
+            probability per topic.
+    """
+    from trainways.model import build_model
+
+    scope = devices.strategy.scope() if devices is not None else contextlib.nullcontext()
+    try:
+        with scope:
+            model = build_model(
+                config.model,
+                vocab_size=reuters.vocab_size,
+                num_classes=reuters.num_classes,
+                max_len=config.data.max_len,
+                precision=config.train.precision,
+            )
+    except ConfigError:
+        raise
+    except Exception as error:  # Keras says it in a page of text; the first line is the point
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"model {config.model.preset!r} cannot take sequences of max_len "
+            f"{config.data.max_len} ({first}): choose a larger max_len",
+            keys=("max_len", "preset"),
+        ) from None
+    if tuple(model.output_shape) != (None, reuters.num_classes):
+        raise ConfigError(
+            f"model {config.model.preset!r} outputs shape {model.output_shape}, not one "
+            f"probability per topic (None, {reuters.num_classes})",
+            keys=("preset",),
+        )
+
+
+def make_devices(config: RunConfig) -> Any:
+    """Set the devices and the strategy up (before TensorFlow runs anything)."""
+    from trainways.backends import current
+
+    return current().devices.make_strategy(config.device)
 
 
 def with_seed(config: RunConfig) -> RunConfig:
@@ -189,11 +237,13 @@ def train(
     config = with_seed(config)
     reuters = load_data(config.data)  # a bad --data fails before any run directory exists
     check(config, reuters)
+    devices = make_devices(config)
+    check_model(config, reuters, devices)
     if not _is_chief(config):
-        return _as_worker(config, reuters, quiet=quiet)
+        return _as_worker(config, reuters, devices, quiet=quiet)
     out = rundir.prepare(out or rundir.default_run_dir(config.train.method), overwrite=overwrite)
     rundir.write_json(out / rundir.CONFIG, config.to_dict())
-    return _start(out, config, reuters, quiet=quiet)
+    return _start(out, config, reuters, devices, quiet=quiet)
 
 
 def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bool = False) -> int:
@@ -223,11 +273,12 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
             keys=("workers", "task_index"),
         )
     reuters = load_data(config.data)
+    devices = make_devices(config)
     if not _is_chief(config):
         # Reads the chief's checkpoint (the run directory must be visible to every worker);
         # writes only to its own scratch directory.
         latest = checkpoint.load_checkpoint(run_dir, warn=_warn_stderr)
-        return _as_worker(config, reuters, quiet=quiet, resume_from=latest)
+        return _as_worker(config, reuters, devices, quiet=quiet, resume_from=latest)
     configure_logging(run_dir / rundir.LOG, quiet=quiet)
     latest = checkpoint.load_checkpoint(run_dir, warn=LOG.warning)
     # A run killed mid-epoch still says "running" with the epochs of its start: history.csv knows.
@@ -242,7 +293,7 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
         )
     if latest is None:
         LOG.info("no complete epoch in %s (it was %s): starting over", run_dir, status["state"])
-    return _start(run_dir, config, reuters, quiet=quiet, resume_from=latest)
+    return _start(run_dir, config, reuters, devices, quiet=quiet, resume_from=latest)
 
 
 def _warn_stderr(message: str) -> None:
@@ -258,6 +309,7 @@ def _is_chief(config: RunConfig) -> bool:
 def _as_worker(
     config: RunConfig,
     reuters: Any,
+    devices: Any,
     *,
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None = None,
@@ -273,7 +325,7 @@ def _as_worker(
         rundir.write_json(scratch / rundir.CONFIG, config.to_dict())
         configure_logging(scratch / rundir.LOG, quiet=quiet)
         LOG.info("not the chief: the run directory is the chief's; scratch files in %s", scratch)
-        return _start(scratch, config, reuters, quiet=quiet, resume_from=resume_from)
+        return _start(scratch, config, reuters, devices, quiet=quiet, resume_from=resume_from)
     finally:
         configure_logging(None, quiet=quiet)  # closes the log file before it is removed
         shutil.rmtree(scratch, ignore_errors=True)
@@ -283,18 +335,16 @@ def _start(
     out: Path,
     config: RunConfig,
     reuters: Any,
+    devices: Any,
     *,
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None = None,
 ) -> int:
-    """Set the devices up and train, keeping ``status.json`` truthful whatever happens."""
+    """Train, keeping ``status.json`` truthful whatever happens."""
     first_epoch = resume_from.epoch if resume_from else 0
     rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
     configure_logging(out / rundir.LOG, quiet=quiet)
     try:
-        from trainways.backends import current
-
-        devices = current().devices.make_strategy(config.device)
         return _train(out, config, reuters, devices, quiet=quiet, resume_from=resume_from)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         rundir.set_status(out, rundir.INTERRUPTED, resume=rundir.resume_command(out))
@@ -427,7 +477,7 @@ def _callbacks(
         restore_from=resume_from,
     )
     callbacks += [
-        keras.callbacks.CSVLogger(str(out / rundir.HISTORY), append=resume_from is not None),
+        tw_callbacks.HistoryCSV(str(out / rundir.HISTORY), append=resume_from is not None),
         best,
         checkpointer,  # last: it saves the state the callbacks before it have just updated
     ]

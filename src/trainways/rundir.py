@@ -5,7 +5,7 @@ Layout::
     config.json     the resolved configuration (seed included)
     status.json     {"state": "running" | "completed" | "interrupted" | "failed", ...}
     train.log       everything the run printed
-    history.csv     one row per finished epoch, written as the run goes (Keras CSVLogger)
+    history.csv     one row per finished epoch (numbered from 1), written as the run goes
     metrics.json    final and best-epoch metrics, epoch times
     model.keras     the model after the last epoch
     best.keras      the model of the epoch with the best val_accuracy (Keras ModelCheckpoint)
@@ -35,7 +35,7 @@ import io
 import json
 import shutil
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,8 @@ def read_json(path: Path) -> Any:
 
 
 def default_run_dir(method: str, root: Path = Path("runs")) -> Path:
-    """``runs/<local time>-<method>``, unique to the second."""
-    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{method}"
+    """``runs/<local time and UTC offset>-<method>``, unique to the second."""
+    return root / f"{datetime.now().astimezone().strftime('%Y%m%d-%H%M%S%z')}-{method}"
 
 
 def prepare(path: Path, *, overwrite: bool) -> Path:
@@ -144,7 +144,7 @@ def set_status(path: Path, state: str, **details: Any) -> None:
         Path(path) / STATUS,
         {
             "state": state,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "time": datetime.now().astimezone().isoformat(timespec="seconds"),
             **details,
         },
     )
@@ -199,7 +199,8 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
 
 def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
-    """Write a run's ``history.csv`` as ``keras.callbacks.CSVLogger`` writes it, atomically.
+    """Write a run's ``history.csv`` as :class:`trainways.callbacks.HistoryCSV` writes it
+    (epochs from 1), atomically.
 
     Same columns (``epoch`` then the keys sorted) and the same text for each value, so that a
     resumed run's ``CSVLogger(append=True)`` continues the file seamlessly.
@@ -219,7 +220,7 @@ def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> Non
     writer = csv.DictWriter(text, fieldnames=["epoch", *keys])
     writer.writeheader()
     for epoch in range(epochs):
-        writer.writerow({"epoch": epoch, **{key: history[key][epoch] for key in keys}})
+        writer.writerow({"epoch": epoch + 1, **{key: history[key][epoch] for key in keys}})
     write_atomic(target, text.getvalue())
 
 
