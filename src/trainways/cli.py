@@ -174,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the largest weight difference per variable after epoch 1 and the per-epoch metric "
         "differences; exit 1 when they exceed 1e-5 (weights) or 0.005 (val_accuracy).",
     )
-    _add_config_options(agree, groups=_TRAINING_GROUPS, skip=("train.method",))
+    # Not "output": agree writes no run directory, so --tensorboard has nowhere to go.
+    _add_config_options(
+        agree, groups=("data", "model", "training", "speed", "devices"), skip=("train.method",)
+    )
     agree.set_defaults(epochs_default=1)
     agree.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     _add_quiet_option(agree)

@@ -108,10 +108,15 @@ def run_comparison(
         peaks[method] = max(peak, peaks.get(method, 0.0))
         rundir.write_json(state_path, state)
         if code != 0:
-            # On stderr even with --quiet: the user must learn how to continue.
+            # On stderr even with --quiet: the user must learn how to continue. Exit status 2 is
+            # bad input, which resuming cannot mend; the child has said what it was.
+            then = (
+                f"continue the comparison with: trainways compare --resume {out}"
+                if code != 2
+                else "resuming cannot help: fix the settings and start a new comparison"
+            )
             print(
-                f"trainways compare: {method} stopped with exit status {code}; continue the "
-                f"comparison with: trainways compare --resume {out}",
+                f"trainways compare: {method} stopped with exit status {code}; {then}",
                 file=sys.stderr,
             )
             return code

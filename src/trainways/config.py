@@ -202,7 +202,12 @@ class ModelConfig:
     """
 
     preset: str = option(
-        "cnn", flag="--model", parse=str, group="model", help="model preset (default: {default})"
+        "cnn",
+        flag="--model",
+        parse=str,
+        group="model",
+        help="the model to train, by preset name: cnn is the tutorial's 1-D CNN "
+        "(default: {default})",
     )
     embedding_dim: int = option(
         7,
@@ -262,7 +267,12 @@ class TrainConfig:
         "(default: {default})",
     )
     epochs: int = option(
-        10, flag="--epochs", parse=_int, metavar="N", group="training", help="default: {default}"
+        10,
+        flag="--epochs",
+        parse=_int,
+        metavar="N",
+        group="training",
+        help="passes over the training split (default: {default})",
     )
     batch_size: int = option(
         32,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -296,6 +297,14 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
     return _start(run_dir, config, reuters, devices, quiet=quiet, resume_from=latest)
 
 
+def _one_line(error: BaseException) -> str:
+    """An error as one plain line for ``status.json``: Keras's messages carry ANSI colour codes
+    and pages of context."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}"[:500]
+
+
 def _warn_stderr(message: str) -> None:
     print(f"trainways: warning: {message}", file=sys.stderr)
 
@@ -351,7 +360,7 @@ def _start(
         LOG.info("interrupted; resume with: %s", rundir.resume_command(out))
         return EXIT_INTERRUPTED
     except BaseException as error:
-        rundir.set_status(out, rundir.FAILED, error=f"{type(error).__name__}: {error}")
+        rundir.set_status(out, rundir.FAILED, error=_one_line(error))
         raise
 
 
