@@ -532,9 +532,14 @@ def restore_model(checkpoint: Checkpoint, model: keras.Model) -> None:
     shapes = [tuple(v.shape) for v in variables]
     saved = [tuple(a.shape) for a in checkpoint.optimizer_variables]
     if shapes != saved:
+        if len(shapes) != len(saved):
+            detail = f"{len(saved)} optimizer variables, the model's optimizer {len(shapes)}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(saved, shapes, strict=True)) if a != b)
+            detail = f"optimizer variable {i} of shape {saved[i]}, the model's {shapes[i]}"
         raise ValueError(
-            f"checkpoint {where} has {len(saved)} optimizer variables that do not match the "
-            f"model's {len(shapes)}: is it the same model and optimizer configuration?"
+            f"checkpoint {where} holds {detail}: is it the same model, data and optimizer "
+            "configuration?"
         )
     model.set_weights(list(checkpoint.weights))
     for variable, value in zip(variables, checkpoint.optimizer_variables, strict=True):
