@@ -11,6 +11,18 @@ import pytest
 _DEFAULT_REUTERS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "reuters21578"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _allow_other_data():
+    """The synthetic corpora are not the Keras dataset: allow them, as a user would say so.
+
+    Session-wide (not a function's ``monkeypatch``), so that module-scoped fixtures that train
+    a run see it too; tests of the refusal ``monkeypatch.delenv`` it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRAINWAYS_ALLOW_OTHER_DATA", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def reuters_dir() -> Path:
     """The Reuters-21578 SGML directory ($TRAINWAYS_REUTERS_DIR overrides); skip if absent."""

@@ -454,11 +454,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     """``trainways data info``: where the data comes from and its statistics."""
-    from trainways.data import describe
+    from trainways.data import Fingerprint, check_identity, describe
     from trainways.run import load_data
 
     given = {k.partition(".")[2]: v for k, v in _given_options(args).items()}
-    stats = describe(load_data(DataConfig(**given)))
+    config = DataConfig(**given)
+    reuters = load_data(config)
+    # Refused like train refuses it, so that info never shows data a run would not take.
+    check_identity(
+        reuters.fingerprint, config.source or reuters.source, allow_other=config.allow_other_data
+    )
+    stats = describe(reuters)
     print(f"source:      {stats['source']}")
     print(f"wires:       {stats['wires']:,} ({stats['train']:,} train / {stats['test']:,} test)")
     print(f"topics:      {stats['num_topics']}")
@@ -469,6 +475,10 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         f"length:      min {stats['length_min']}, median {stats['length_median']:.0f}, "
         f"mean {stats['length_mean']:.1f}, max {stats['length_max']}"
     )
+    if stats["fingerprint"] is not None:
+        keras = stats["keras_dataset"]
+        what = "the Keras Reuters dataset" if keras else "not the Keras Reuters dataset; allowed"
+        print(f"fingerprint: {Fingerprint.from_dict(stats['fingerprint'])} ({what})")
     print("top topics:  label topic            train  test")
     for topic in stats["top_topics"]:
         print(

@@ -151,6 +151,11 @@ class DataConfig:
         num_words: Keep only the most frequent words (Keras ``num_words``); ``None`` keeps all.
         skip_top: Map the most frequent ``skip_top`` ids to OOV (Keras ``skip_top``).
         max_len: Length sequences are pre-padded and pre-truncated to.
+        allow_other_data: Train on data that is not the Keras Reuters dataset (a subset, a damaged
+            copy, another corpus) instead of refusing it; ``$TRAINWAYS_ALLOW_OTHER_DATA=1`` gives
+            the same permission.
+        fingerprint: The loaded data's fingerprint (``{wires, words, sha256}``), recorded by the
+            run so that ``evaluate`` and ``--resume`` refuse other data; not an option.
     """
 
     source: str | None = option(
@@ -185,6 +190,15 @@ class DataConfig:
         group="data",
         help="pad/truncate wires to this many ids (default: {default})",
     )
+    allow_other_data: bool = option(
+        False,
+        flag="--allow-other-data",
+        group="data",
+        resumable=True,
+        help="use data that is not the Keras Reuters dataset (its wire count, word count or "
+        "content hash differ) instead of refusing it; $TRAINWAYS_ALLOW_OTHER_DATA=1 does the same",
+    )
+    fingerprint: dict[str, Any] | None = field(default=None)
 
     def __post_init__(self) -> None:
         _positive("num_words", self.num_words)

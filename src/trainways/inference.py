@@ -70,10 +70,13 @@ def evaluate(
 
     Returns:
         The figures, as written to ``evaluation.json`` (``model``: the file evaluated).
+
+    Raises:
+        DataError: The data is not what the run was trained on (nothing is written).
     """
     from trainways.data import make_dataset, pad
     from trainways.report import classification_summary, plot_confusion_matrix
-    from trainways.run import load_data
+    from trainways.run import check_run_data, load_data
 
     run_dir = Path(run_dir)
     model, model_path = load_model(run_dir, last=last)
@@ -82,6 +85,8 @@ def evaluate(
     if data:
         data_config = replace(data_config, source=str(Path(data).resolve()))
     reuters = load_data(data_config)
+    # Figures on other data than the run's would overwrite evaluation.json with nonsense.
+    check_run_data(replace(config, data=data_config), reuters, run_dir)
     test = make_dataset(
         pad(reuters.x_test, data_config.max_len),
         reuters.y_test,

@@ -72,11 +72,18 @@ def check(config: RunConfig, reuters: Any) -> None:
     """Settings that depend on the data, checked before any file is written.
 
     Raises:
+        DataError: The data is not the Keras Reuters dataset and ``allow_other_data`` (or
+            ``$TRAINWAYS_ALLOW_OTHER_DATA``) does not say that is intended.
         ConfigError: ``steps_per_execution`` does not fit the epoch.
     """
     from trainways.config import resolve_steps_per_execution
-    from trainways.data import steps_per_epoch
+    from trainways.data import check_identity, steps_per_epoch
 
+    check_identity(
+        reuters.fingerprint,
+        config.data.source or reuters.source,
+        allow_other=config.data.allow_other_data,
+    )
     steps = steps_per_epoch(len(reuters.y_train), config.train.batch_size)
     resolve_steps_per_execution(config.train.steps_per_execution, steps)
 
@@ -123,6 +130,29 @@ def make_devices(config: RunConfig) -> Any:
     from trainways.backends import current
 
     return current().devices.make_strategy(config.device)
+
+
+def check_run_data(config: RunConfig, reuters: Any, run_dir: Path) -> None:
+    """Refuse data other than the data the run in ``run_dir`` was trained on.
+
+    A run made before runs recorded their data's fingerprint is accepted if the data is the
+    Keras dataset, or other data is allowed (as in :func:`check`).
+
+    Raises:
+        DataError: The data's fingerprint differs from the one in the run's ``config.json``.
+    """
+    from trainways.data import check_identity, check_same_data
+
+    source = config.data.source or reuters.source
+    if config.data.fingerprint is None:
+        check_identity(reuters.fingerprint, source, allow_other=config.data.allow_other_data)
+    check_same_data(reuters.fingerprint, config.data.fingerprint, source, str(run_dir))
+
+
+def with_fingerprint(config: RunConfig, reuters: Any) -> RunConfig:
+    """``config`` with the loaded data's fingerprint recorded (``config.json`` keeps it)."""
+    found = reuters.fingerprint.to_dict() if reuters.fingerprint is not None else None
+    return replace(config, data=replace(config.data, fingerprint=found))
 
 
 def with_seed(config: RunConfig) -> RunConfig:
@@ -238,6 +268,7 @@ def train(
     config = with_seed(config)
     reuters = load_data(config.data)  # a bad --data fails before any run directory exists
     check(config, reuters)
+    config = with_fingerprint(config, reuters)
     devices = make_devices(config)
     check_model(config, reuters, devices)
     if not _is_chief(config):
@@ -274,6 +305,7 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
             keys=("workers", "task_index"),
         )
     reuters = load_data(config.data)
+    check_run_data(config, reuters, run_dir)
     devices = make_devices(config)
     if not _is_chief(config):
         # Reads the chief's checkpoint (the run directory must be visible to every worker);

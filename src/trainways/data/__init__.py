@@ -10,13 +10,18 @@ The package, one job a module (each module's docstring states the quirks it repl
   cache key, atomic write, read, most recent build).
 * :mod:`trainways.data.keras_npz`: Keras's ``reuters.npz`` (restricted unpickling, topic names
   :data:`KERAS_LABEL_NAMES`), Keras's own cache and the download.
+* :mod:`trainways.data.identity`: is it the Keras dataset? The :class:`Fingerprint` of a
+  corpus (wires, words, sha256), :data:`KERAS_REUTERS`, :func:`check_identity` (refused unless
+  ``--allow-other-data`` / ``$TRAINWAYS_ALLOW_OTHER_DATA``) and :func:`check_same_data` (a run's
+  own data).
 * :mod:`trainways.data.loading`: the conventions of ``keras.datasets.reuters.load_data``:
   :func:`load_reuters` and the :class:`Reuters` it returns, option checks, where the data comes
   from; :func:`pad` and :func:`describe`.
 * :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`,
   :func:`steps_per_epoch`, :func:`make_dataset`.
 
-Imports run one way: errors ← sgml ← cache ← keras_npz ← loading; pipeline needs only errors.
+Imports run one way: errors ← sgml ← cache ← keras_npz ← loading, and sgml ← identity ← loading;
+pipeline needs only errors.
 Only NumPy is imported here; TensorFlow and Keras are imported lazily by the few functions that
 need them (:func:`make_dataset` and the Keras download).
 """
@@ -25,6 +30,14 @@ from __future__ import annotations
 
 from trainways.data.cache import BUILDER_VERSION, CACHE_FORMAT, ENV_CACHE, default_cache_dir
 from trainways.data.errors import DataError
+from trainways.data.identity import (
+    ENV_ALLOW_OTHER_DATA,
+    KERAS_REUTERS,
+    Fingerprint,
+    check_identity,
+    check_same_data,
+    fingerprint_of,
+)
 from trainways.data.keras_npz import KERAS_LABEL_NAMES
 from trainways.data.loading import (
     ENV_DATA,
@@ -43,22 +56,28 @@ from trainways.data.sgml import FILTERS, MIN_WIRES_PER_TOPIC, Corpus, build_from
 __all__ = [
     "BUILDER_VERSION",
     "CACHE_FORMAT",
+    "ENV_ALLOW_OTHER_DATA",
     "ENV_CACHE",
     "ENV_DATA",
     "FILTERS",
     "INDEX_FROM",
     "KERAS_LABEL_NAMES",
+    "KERAS_REUTERS",
     "MIN_WIRES_PER_TOPIC",
     "OOV_ID",
     "PAD_ID",
     "START_ID",
     "Corpus",
     "DataError",
+    "Fingerprint",
     "Reuters",
     "build_from_sgml",
+    "check_identity",
+    "check_same_data",
     "default_cache_dir",
     "describe",
     "epoch_order",
+    "fingerprint_of",
     "load_reuters",
     "make_dataset",
     "pad",

@@ -25,8 +25,9 @@ from trainways.files import write_atomic
 
 ENV_CACHE = "TRAINWAYS_CACHE_DIR"
 
-# Bump when the build output could change; it is part of the cache key.
-BUILDER_VERSION = 1
+# Bump when the build output could change; it is part of the cache key. 2: a file cut
+# mid-wire is refused, so a build cached from one before that must not be served.
+BUILDER_VERSION = 2
 # Bump when the layout of the cached .npz changes.
 CACHE_FORMAT = 1
 _CACHE_GLOB = "reuters-sgml-*.npz"

@@ -20,6 +20,7 @@ import numpy as np
 
 from trainways.data.cache import _latest_cache, _load_sgml_cached, default_cache_dir
 from trainways.data.errors import _HINT, DataError
+from trainways.data.identity import KERAS_REUTERS, Fingerprint, fingerprint_of
 from trainways.data.keras_npz import (
     _download_keras_reuters,
     _keras_cached_npz,
@@ -55,6 +56,8 @@ class Reuters:
         num_words, skip_top, maxlen, test_split, seed, start_char, oov_char, index_from:
             The options it was loaded with.
         max_word_id: Largest raw word id in the data (for :attr:`vocab_size`).
+        fingerprint: What the full corpus is, before the options (see
+            :mod:`trainways.data.identity`); ``None`` for an encoder without data.
     """
 
     x_train: np.ndarray
@@ -73,6 +76,7 @@ class Reuters:
     oov_char: int | None = OOV_ID
     index_from: int = INDEX_FROM
     max_word_id: int = field(default=0, repr=False)
+    fingerprint: Fingerprint | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -198,6 +202,32 @@ def _check_options(
     for bad, message in checks:
         if bad:
             raise DataError(message)
+
+
+def _check_vocabulary(num_words: int | None, skip_top: int, index_from: int, words: int) -> None:
+    """Refuse ``num_words``/``skip_top`` that leave no word id for the model to learn from.
+
+    Word ids run from ``index_from + 1`` (the most frequent word) to ``index_from + words``;
+    lower ids are padding, start and OOV. Ids below ``skip_top`` or from ``num_words`` on
+    become OOV, so with none left a run would train a majority-class model on OOV alone.
+    """
+    first, last = index_from + 1, index_from + words
+    usable = min(last + 1, num_words or last + 1) - max(first, skip_top)
+    if usable > 0:
+        return
+    ids = f"the {words:,} words have ids {first}..{last}"
+    if num_words is not None and num_words <= first:
+        fix = f"choose num_words > {first}, or None for all words"
+    elif skip_top > last:
+        fix = f"choose skip_top <= {last}"
+    else:
+        fix = "choose num_words > skip_top"
+    given = [f"num_words {num_words}"] if num_words is not None else []
+    given += [f"skip_top {skip_top}"] if skip_top else []
+    raise DataError(
+        f"{' with '.join(given)} leaves 0 usable words ({ids}; lower ids are padding, start "
+        f"and OOV): {fix}"
+    )
 
 
 def _resolve(source: str | os.PathLike[str] | None, cache_dir: Path) -> Corpus:
@@ -355,6 +385,8 @@ def load_reuters(
     _check_options(num_words, skip_top, maxlen, test_split, start_char, oov_char, index_from)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     corpus = _resolve(source, cache)
+    max_word_id = int(corpus.tokens.max()) if len(corpus.tokens) else 0
+    _check_vocabulary(num_words, skip_top, index_from, max(len(corpus.word_index), max_word_id))
     ids, offsets, labels = _flatten_apply(
         corpus,
         num_words=num_words,
@@ -384,7 +416,8 @@ def load_reuters(
         start_char=start_char,
         oov_char=oov_char,
         index_from=index_from,
-        max_word_id=int(corpus.tokens.max()) if len(corpus.tokens) else 0,
+        max_word_id=max_word_id,
+        fingerprint=fingerprint_of(corpus),
     )
 
 
@@ -425,8 +458,10 @@ def describe(reuters: Reuters) -> dict[str, Any]:
         reuters: Loaded data.
 
     Returns:
-        Source, sizes, vocabulary, sequence length summary and the ten largest topics.
+        Source, sizes, vocabulary, sequence length summary, the ten largest topics, and the
+        full corpus's fingerprint (``None`` if unknown) with whether it is Keras's dataset.
     """
+
     lengths = np.array(
         [len(s) for s in itertools.chain(reuters.x_train, reuters.x_test)], dtype=np.int64
     )
@@ -447,6 +482,8 @@ def describe(reuters: Reuters) -> dict[str, Any]:
         "length_median": float(np.median(lengths)) if has else 0.0,
         "length_mean": float(lengths.mean()) if has else 0.0,
         "length_max": int(lengths.max()) if has else 0,
+        "fingerprint": reuters.fingerprint.to_dict() if reuters.fingerprint else None,
+        "keras_dataset": reuters.fingerprint == KERAS_REUTERS,
         "top_topics": [
             {
                 "label": i,

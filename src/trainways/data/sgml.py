@@ -15,6 +15,8 @@ replaying that script's string scan and tokenizer, quirks included:
   ``-1 + len("<BODY>") = 5`` characters past the tag (inside ``<D>earn</D>``, giving the
   one-off word ``rn``). A text ends at the next ``</``.
 * Topics with fewer than 15 wires are dropped; label ids follow first appearance.
+* Not a quirk but a guard: a file whose last ``<REUTERS`` is never closed was cut mid-wire
+  (a partial copy) and is refused, naming it, rather than silently built into other data.
 * The old Keras ``Tokenizer`` defaults: lower-case, punctuation to spaces, split on ``' '``.
   Words are ranked by count with a stable sort, and ties keep the iteration order of the
   *Python 2* ``dict`` that counted them (the dataset was made with Python 2.7 on a 64-bit
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -161,6 +164,28 @@ def _sgml_files(directory: Path) -> list[Path]:
     return files
 
 
+_NEWID = re.compile(r'NEWID="(\d+)"')
+
+
+def _check_complete(path: Path, text: str) -> None:
+    """Refuse a file cut in the middle of a wire (a partial copy or download).
+
+    Every wire of the distribution ends with ``</REUTERS>``; the scan would otherwise take
+    the cut wire's text (or a borrowed one) as if it were whole, and the build would silently
+    differ from Keras's.
+    """
+    opened = text.rfind("<REUTERS")
+    if opened <= text.rfind("</REUTERS>"):
+        return
+    tag_end = text.find(">", opened)
+    newid = _NEWID.search(text, opened, tag_end if tag_end >= 0 else len(text))
+    wire = f"NEWID {newid.group(1)}" if newid else "its last wire"
+    raise DataError(
+        f"{path} ends in the middle of a wire ({wire}, {len(text):,} bytes read): the file is "
+        "damaged; restore it from the original Reuters-21578 distribution"
+    )
+
+
 def _read_latin1(path: Path) -> str:
     try:
         return path.read_bytes().decode("latin-1")
@@ -201,12 +226,15 @@ def build_from_sgml(directory: str | os.PathLike[str]) -> Corpus:
         The raw corpus (word ids from 1, no start char or offset).
 
     Raises:
-        DataError: Missing/unreadable files or no usable labelled wire.
+        DataError: Missing, unreadable or damaged (cut mid-wire) files, or no usable labelled
+            wire.
     """
     directory = Path(directory)
     wires: list[tuple[str, str]] = []
     for path in _sgml_files(directory):
-        wires.extend(_scan_sgml(_read_latin1(path)))
+        text = _read_latin1(path)
+        _check_complete(path, text)
+        wires.extend(_scan_sgml(text))
     if not wires:
         raise DataError(
             f"no wire with a <TOPICS><D>topic</D></TOPICS> label in {directory}/reut2-*.sgm: "
