@@ -510,3 +510,16 @@ def test_every_file_of_a_run_has_the_same_permissions(trained_run):
     files = {p.stat().st_mode & 0o777 for p in trained_run.rglob("*") if p.is_file()}
     dirs = {p.stat().st_mode & 0o777 for p in trained_run.rglob("*") if p.is_dir()}
     assert len(files) == 1 and len(dirs) == 1, (files, dirs)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(corpus, tmp_path):
+    info = subprocess.Popen(
+        [sys.executable, "-m", "trainways.cli", "data", "info", "--data", str(corpus)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TRAINWAYS_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    info.stdout.readline()
+    info.stdout.close()  # as `| head -1` does
+    err = info.stderr.read().decode()
+    assert info.wait() in (0, 141) and "Traceback" not in err, err

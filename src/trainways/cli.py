@@ -32,6 +32,7 @@ from trainways.config import (
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 _GROUPS = {
     "data": "data",
@@ -454,12 +455,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     """``trainways data info``: where the data comes from and its statistics."""
-    from trainways.data import Fingerprint, check_identity, describe
-    from trainways.run import load_data
+    # The data package alone: info answers without importing TensorFlow.
+    from trainways.data import Fingerprint, check_identity, describe, load_reuters
 
     given = {k.partition(".")[2]: v for k, v in _given_options(args).items()}
     config = DataConfig(**given)
-    reuters = load_data(config)
+    reuters = load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
     # Refused like train refuses it, so that info never shows data a run would not take.
     check_identity(
         reuters.fingerprint, config.source or reuters.source, allow_other=config.allow_other_data
@@ -576,6 +577,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`trainways data info | head`): stop quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
