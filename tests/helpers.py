@@ -1,11 +1,23 @@
-"""Small synthetic problems and spies shared by the tests (no real data here)."""
+"""What the tests share: small synthetic problems, a callback spy, run-directory readers and
+child ``trainways`` processes (no real data here)."""
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+
+from trainways import rundir
+from trainways.checkpoint import CHECKPOINTS
 
 HOOKS = (
     "on_train_begin",
@@ -75,8 +87,6 @@ TOPIC_WORDS = {
 
 def write_corpus(directory, wires_per_topic: int = 24, seed: int = 0):
     """A Reuters-21578-format corpus of six learnable topics, in two ``reut2-*.sgm`` files."""
-    from pathlib import Path
-
     rng = np.random.default_rng(seed)
     filler = [
         "the",
@@ -110,3 +120,127 @@ def write_corpus(directory, wires_per_topic: int = 24, seed: int = 0):
         text = '<!DOCTYPE lewis SYSTEM "lewis.dtd">\n' + "".join(chunk)
         (directory / f"reut2-{number:03d}.sgm").write_bytes(text.encode("latin-1"))
     return directory
+
+
+# --------------------------------------------------------------- runs through the command line
+
+
+def train_args(data, out, method: str, epochs: int, *extra: str, seed: int = 5) -> list[str]:
+    """``trainways train`` arguments for a quiet seeded run of ``method`` into ``out``."""
+    return [
+        "train",
+        "--method",
+        method,
+        "--epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def load_weights(run) -> list[np.ndarray]:
+    """The final weights of a completed run directory."""
+    return keras.models.load_model(run / rundir.MODEL, compile=False).get_weights()
+
+
+def read_history(run) -> list[dict[str, str]]:
+    """``history.csv`` of a run directory, row by row, as written."""
+    with (run / rundir.HISTORY).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_status(run) -> dict[str, Any]:
+    return json.loads((run / rundir.STATUS).read_text())
+
+
+def checkpoint_epochs(run) -> list[int]:
+    """The epochs whose checkpoint is on disk (complete or not), in order."""
+    return sorted(int(p.name.split("-")[1]) for p in (run / CHECKPOINTS).glob("epoch-*"))
+
+
+def assert_same_run(run, reference) -> None:
+    """``run`` ended exactly as ``reference``: the same history.csv and the same final weights."""
+    assert read_history(run) == read_history(reference)
+    for ours, theirs in zip(load_weights(run), load_weights(reference), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def largest_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
+
+
+# --------------------------------------------------------------------------- child processes
+
+#: ``python tests/pause_at_batch.py ARGV``: ``trainways ARGV`` that waits at a chosen batch.
+PAUSE_SCRIPT = Path(__file__).with_name("pause_at_batch.py")
+CHILD_TIMEOUT = 300.0
+
+
+class Children:
+    """Child ``trainways`` processes, each in its own session, all killed by :meth:`kill_all`.
+
+    Args:
+        cache: Their ``TRAINWAYS_CACHE_DIR``.
+    """
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+        self.processes: list[Any] = []
+
+    def spawn(self, *args: str, pause_at: str | None = None, marker=None):
+        """Start ``trainways ARGS``; with ``pause_at="EPOCH:BATCH"``, through ``PAUSE_SCRIPT``.
+
+        The paused child writes ``marker`` when it reaches that batch (see pause_at_batch.py).
+        """
+        env = {**os.environ, "TRAINWAYS_CACHE_DIR": str(self.cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.pop("TF_CONFIG", None)
+        program = [sys.executable, "-m", "trainways.cli"]
+        if pause_at is not None:
+            program = [sys.executable, str(PAUSE_SCRIPT)]
+            env.update(TRAINWAYS_TEST_PAUSE_AT=pause_at, TRAINWAYS_TEST_PAUSE_MARKER=str(marker))
+        process = subprocess.Popen(
+            [*program, *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def wait(self, process, timeout: float = CHILD_TIMEOUT) -> int:
+        """Wait for ``process`` to exit; its stderr is then in ``process.stderr_text``."""
+        try:
+            _, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_all()
+            raise AssertionError(f"child timed out: {process.args}") from None
+        process.stderr_text = err
+        return process.returncode
+
+    def wait_for(self, path, *processes, timeout: float = CHILD_TIMEOUT) -> None:
+        """Wait until ``path`` exists while every one of ``processes`` is still running."""
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            for process in processes:
+                if process.poll() is not None:
+                    _, err = process.communicate()
+                    raise AssertionError(f"child exited early ({process.returncode}): {err}")
+            if time.monotonic() > deadline:
+                self.kill_all()
+                raise AssertionError(f"timed out waiting for {path}")
+            time.sleep(0.05)
+
+    def kill_all(self) -> None:
+
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

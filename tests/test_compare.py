@@ -1,4 +1,9 @@
-"""``trainways compare``: runs side by side, the report, and the report in a real browser."""
+"""``trainways compare``: runs side by side, the report, and the report in a real browser.
+
+The module's comparison trains each method in a real child process, as ``compare`` always does;
+the tests of resuming and of the tutorial settings run the children's ``trainways train`` in this
+process instead (``in_process_children``): the same arguments, without three interpreter starts.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,24 @@ def comparison(corpus, tmp_path_factory):
     finally:
         mp.undo()
     return out
+
+
+@pytest.fixture
+def in_process_children(monkeypatch):
+    """``compare``'s children run ``trainways.cli.main(argv)`` here; the argv are recorded."""
+    import keras
+
+    from trainways import compare
+
+    argvs: list[list[str]] = []
+
+    def run_child(argv: list[str]) -> tuple[int, float]:
+        argvs.append(argv)
+        keras.backend.clear_session()  # as in a new process: the same variable paths
+        return main(argv), 0.0
+
+    monkeypatch.setattr(compare, "_run_child", run_child)
+    return argvs
 
 
 def test_compare_trains_each_method_into_its_own_run(comparison):
@@ -88,7 +111,7 @@ def test_report_html_renders_in_headless_chromium(comparison, tmp_path):
     assert dom.count('data-loaded="1"') == 4, "an embedded image did not decode"
 
 
-def test_resume_continues_an_interrupted_comparison(corpus, tmp_path):
+def test_resume_continues_an_interrupted_comparison(corpus, tmp_path, in_process_children):
     out = tmp_path / "cmp"
     assert (
         main(["compare", "--data", str(corpus), "--out", str(out), "--methods", "fit,loop", *ARGS])
@@ -98,6 +121,8 @@ def test_resume_continues_an_interrupted_comparison(corpus, tmp_path):
     shutil.rmtree(out / "loop")  # as if the comparison had died before its second method
     (out / "report.html").unlink()
     assert main(["compare", "--resume", str(out), "--quiet"]) == 0
+    assert in_process_children[2][-3:] == ["--out", str(out / "loop"), "--quiet"]
+    assert len(in_process_children) == 3  # fit, loop, then loop again; fit was not retrained
     assert (out / "fit" / "model.keras").stat().st_mtime_ns == fit_model  # kept, not retrained
     assert json.loads((out / "loop" / "status.json").read_text())["state"] == "completed"
     report = json.loads((out / "comparison.json").read_text())
@@ -105,7 +130,7 @@ def test_resume_continues_an_interrupted_comparison(corpus, tmp_path):
     assert (out / "report.html").is_file()
 
 
-def test_tutorial_settings(corpus, tmp_path):
+def test_tutorial_settings(corpus, tmp_path, in_process_children):
     out = tmp_path / "tutorial"
     assert (
         main(

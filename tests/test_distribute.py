@@ -1,36 +1,44 @@
 """tf.distribute: the three methods under MirroredStrategy and MultiWorkerMirroredStrategy.
 
-Configuration and cluster planning are tested directly; training runs in child ``trainways``
-processes (logical CPU devices and a worker cluster can only be set up before TensorFlow starts),
-on the real data, against a single-device run of the same seed and global batch.
+Configuration and cluster planning are tested directly. Distributed training runs in child
+``trainways`` processes (logical CPU devices and a worker cluster can only be set up before
+TensorFlow starts) on the synthetic corpus, against single-device runs of the same seed and global
+batch trained in this process: 6 steps per epoch, so two replicas must match one device within
+1e-4 after three whole epochs. The real-data check is the first 20 steps of each method.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from trainways import rundir
 from trainways.backends.tensorflow.devices import is_chief, resolve_cluster
-from trainways.checkpoint import CHECKPOINTS
 from trainways.cli import main
 from trainways.config import ConfigError, DeviceConfig
 
+from helpers import (
+    CHILD_TIMEOUT,
+    Children,
+    checkpoint_epochs,
+    largest_difference,
+    load_weights,
+    read_history,
+    read_status,
+    train_args,
+)
+
 METHODS = ("fit", "batch", "loop")
-WEIGHT_TOLERANCE = 1e-4  # the issue's bound: 2 replicas vs one device, after one epoch
-VAL_ACCURACY_TOLERANCE = 0.01
-CHILD_TIMEOUT = 300.0
+WEIGHT_TOLERANCE = 1e-4  # the issue's bound: 2 replicas vs one device
+ACCURACY_TOLERANCE = 0.01
 
 # ----------------------------------------------------------------------- configuration
 
@@ -72,7 +80,16 @@ def test_bad_distribution_flags_are_one_line_errors(argv, needle, capsys):
     assert needle in err and "\n" not in err
 
 
-# ---------------------------------------------------------------- training on real data
+# ------------------------------------------------------------------------------ training
+
+EPOCHS = 3  # the killed worker dies in epoch 2
+OPTIONS = ("--max-len", "60", "--deterministic")  # as test_resume's: the same reference runs
+MIRRORED = ("--strategy", "mirrored", "--cpu-devices", "2")
+LOOP_LOSS_BUG = (
+    "src bug: under a strategy LoopStepper tracks the Keras loss object's value, which Keras "
+    "divides by num_replicas_in_sync (keras.src.losses.loss.scale_loss_for_distribution), so "
+    "loop logs loss and val_loss / replicas"
+)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -86,127 +103,58 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-class Children:
-    """Child ``trainways`` processes, always killed at the end of a test."""
-
-    def __init__(self, cache: Path) -> None:
-        self.cache = cache
-        self.processes: list[subprocess.Popen] = []
-
-    def spawn(self, *args: str) -> subprocess.Popen:
-        env = {**os.environ, "TRAINWAYS_CACHE_DIR": str(self.cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        env.pop("TF_CONFIG", None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trainways.cli", *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
-
-    def wait(self, process: subprocess.Popen, timeout: float = CHILD_TIMEOUT) -> int:
-        try:
-            _, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill_all()
-            raise AssertionError(f"child timed out: {process.args}") from None
-        process.stderr_text = err
-        return process.returncode
-
-    def kill_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-@pytest.fixture
-def children(tmp_path):
-    spawned = Children(tmp_path / "cache")
-    yield spawned
-    spawned.kill_all()
-
-
-def _args(data: Path, out: Path, method: str, epochs: int = 1, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--method",
-        method,
-        "--epochs",
-        str(epochs),
-        "--seed",
-        "7",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
-
-
-def _weights(run: Path) -> list[np.ndarray]:
-    return keras.models.load_model(run / rundir.MODEL, compile=False).get_weights()
-
-
-def _val_accuracy(run: Path) -> list[float]:
-    with (run / rundir.HISTORY).open(newline="") as handle:
-        return [float(row["val_accuracy"]) for row in csv.DictReader(handle)]
-
-
-def _largest_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
-
-
-def _multiworker(children: Children, data: Path, out: Path, method: str, *extra: str):
+def _cluster() -> tuple[str, ...]:
+    """Options of a cluster of two workers on 127.0.0.1."""
     workers = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    cluster = ("--strategy", "multiworker", "--workers", workers)
-    return [
-        children.spawn(*_args(data, out, method, *extra), *cluster, "--task-index", str(index))
-        for index in (0, 1)
-    ]
+    return ("--strategy", "multiworker", "--workers", workers)
 
 
-def _run_module_children(tmp_path_factory, name: str, extra: tuple[str, ...], data: Path):
-    root = tmp_path_factory.mktemp(name)
+def _columns(run: Path, *keys: str) -> np.ndarray:
+    return np.array([[float(row[key]) for key in keys] for row in read_history(run)])
+
+
+def _assert_same_training(run: Path, reference: Path, what: str) -> None:
+    """``run`` trained what ``reference`` did: final weights within 1e-4 after its three epochs,
+    the same accuracies every epoch (one validation wire more or less would be 0.02)."""
+    weights = largest_difference(load_weights(run), load_weights(reference))
+    keys = ("accuracy", "top5_accuracy", "val_accuracy", "val_top5_accuracy")
+    metrics = np.max(np.abs(_columns(run, *keys) - _columns(reference, *keys)))
+    print(f"{what}: weights {weights:.2e}, accuracies {metrics:.4f}")
+    assert len(read_history(run)) == EPOCHS
+    assert weights <= WEIGHT_TOLERANCE
+    assert metrics <= ACCURACY_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def single_device_runs(corpus, unbroken_run):
+    """Each method on one device, trained in this process: what every distributed run matches."""
+    return {method: unbroken_run(corpus, method, EPOCHS, *OPTIONS) for method in METHODS}
+
+
+@pytest.fixture(scope="module")
+def mirrored_runs(corpus, tmp_path_factory) -> dict[str, Path]:
+    """Each method mirrored over two logical CPU devices: three child processes started together
+    (they spend most of their time starting TensorFlow)."""
+    root = tmp_path_factory.mktemp("mirrored")
     spawned = Children(root / "cache")
     try:
-        for method in METHODS:
-            child = spawned.spawn(*_args(data, root / method, method), *extra)
-            assert spawned.wait(child) == 0, child.stderr_text
+        processes = [
+            spawned.spawn(*train_args(corpus, root / method, method, EPOCHS, *OPTIONS, *MIRRORED))
+            for method in METHODS
+        ]
+        for process in processes:
+            assert spawned.wait(process) == 0, process.stderr_text
     finally:
         spawned.kill_all()
     return {method: root / method for method in METHODS}
 
 
-@pytest.fixture(scope="module")
-def single_device_runs(reuters_dir, tmp_path_factory):
-    """One epoch per method on one device: what every distributed run must match."""
-    return _run_module_children(tmp_path_factory, "single", (), reuters_dir)
-
-
-@pytest.fixture(scope="module")
-def mirrored_runs(reuters_dir, tmp_path_factory):
-    """One epoch per method, mirrored over two logical CPU devices."""
-    extra = ("--strategy", "mirrored", "--cpu-devices", "2")
-    return _run_module_children(tmp_path_factory, "mirrored", extra, reuters_dir)
-
-
-def _differences(run: Path, reference: Path) -> tuple[float, float]:
-    weights = _largest_difference(_weights(run), _weights(reference))
-    val = max(abs(a - b) for a, b in zip(_val_accuracy(run), _val_accuracy(reference), strict=True))
-    return weights, val
-
-
 @pytest.mark.realdata
 def test_the_first_steps_of_two_replicas_match_one_device(reuters_dir, tmp_path):
-    # Two replicas sum the gradient in another order than one device, and this training is
-    # chaotic: on one device, moving a single weight by 1e-7 moves the weights after an epoch
-    # by ~1e-2. So the step-by-step equivalence is checked where rounding has not yet been
-    # amplified: 20 steps, every method.
+    # On the real data this training is chaotic: on one device, moving a single weight by 1e-7
+    # moves the weights after an epoch by ~1e-2, and two replicas sum the gradient in another
+    # order than one device. So the step-by-step equivalence is checked where rounding has not
+    # yet been amplified: 20 steps, every method.
     script = Path(__file__).with_name("distributed_steps.py")
     env = {**os.environ, "TRAINWAYS_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
@@ -225,7 +173,6 @@ def test_the_first_steps_of_two_replicas_match_one_device(reuters_dir, tmp_path)
         assert difference <= WEIGHT_TOLERANCE, f"{method}: {difference:.2e}"
 
 
-@pytest.mark.realdata
 @pytest.mark.parametrize("method", METHODS)
 def test_mirrored_over_two_cpu_devices_matches_one_device(
     method, single_device_runs, mirrored_runs
@@ -234,61 +181,70 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(
     log = (run / rundir.LOG).read_text()
     assert "MirroredStrategy over 2 logical CPU device(s), 2 replica(s)" in log
     assert "replicas: 2; batch 32 is the global batch, 16 per replica" in log
-    weights, val = _differences(run, single_device_runs[method])
-    print(f"mirrored {method} vs one device after 1 epoch: weights {weights:.2e}, val {val:.4f}")
-    assert val <= VAL_ACCURACY_TOLERANCE
+    _assert_same_training(run, single_device_runs[method], f"mirrored {method} vs one device")
 
 
-@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "method",
+    [
+        "fit",
+        "batch",
+        pytest.param("loop", marks=pytest.mark.xfail(strict=True, reason=LOOP_LOSS_BUG)),
+    ],
+)
+def test_mirrored_runs_log_the_loss_of_one_device(method, single_device_runs, mirrored_runs):
+    keys = ("loss", "val_loss")
+    ours = _columns(mirrored_runs[method], *keys)
+    np.testing.assert_allclose(ours, _columns(single_device_runs[method], *keys), atol=1e-4)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_two_workers_match_and_only_the_chief_writes(
-    method, reuters_dir, single_device_runs, mirrored_runs, children, tmp_path
+    method, corpus, single_device_runs, mirrored_runs, children, tmp_path
 ):
     out = tmp_path / "multiworker"
-    chief, worker = _multiworker(children, reuters_dir, out, method)
+    args = (*train_args(corpus, out, method, EPOCHS, *OPTIONS), *_cluster())
+    chief, worker = (children.spawn(*args, "--task-index", str(i)) for i in (0, 1))
     assert children.wait(chief) == 0, chief.stderr_text
     assert children.wait(worker) == 0, worker.stderr_text
-    assert json.loads((out / rundir.STATUS).read_text())["state"] == "completed"
-    assert "worker 0 of 2 (chief), 2 replica(s)" in (out / rundir.LOG).read_text()
+    assert read_status(out)["state"] == "completed"
+    log = (out / rundir.LOG).read_text()
+    assert "worker 0 of 2 (chief), 2 replica(s)" in log
+    assert "worker 1 of 2" not in log  # the other worker logged to its scratch directory
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "multiworker"]
-    weights, val = _differences(out, single_device_runs[method])
-    print(f"2 workers {method} vs one device after 1 epoch: weights {weights:.2e}, val {val:.4f}")
-    assert val <= VAL_ACCURACY_TOLERANCE
+    _assert_same_training(out, single_device_runs[method], f"2 workers {method} vs one device")
     # Two workers and two local replicas split each batch alike: the same training.
-    same_split, _ = _differences(out, mirrored_runs[method])
-    print(f"2 workers {method} vs 2 mirrored replicas: weights {same_split:.2e}")
-    assert same_split <= WEIGHT_TOLERANCE
+    _assert_same_training(out, mirrored_runs[method], f"2 workers {method} vs 2 replicas")
 
 
-@pytest.mark.realdata
-def test_a_killed_worker_fails_the_job_and_all_workers_resume(reuters_dir, children, tmp_path):
-    out = tmp_path / "run"
-    chief, worker = _multiworker(children, reuters_dir, out, "loop", "2")
-    deadline = time.monotonic() + CHILD_TIMEOUT
-    while not (out / CHECKPOINTS / "epoch-0001" / "state.json").is_file():
-        assert chief.poll() is None and worker.poll() is None, "a worker exited early"
-        assert time.monotonic() < deadline, "no epoch-1 checkpoint in time"
-        time.sleep(0.1)
-    time.sleep(1.0)  # into epoch 2
+def test_a_killed_worker_fails_the_job_and_all_workers_resume(
+    corpus, single_device_runs, children, tmp_path
+):
+    out, marker = tmp_path / "run", tmp_path / "paused"
+    args = (*train_args(corpus, out, "loop", EPOCHS, *OPTIONS), *_cluster())
+    chief = children.spawn(*args, "--task-index", "0")
+    # The worker waits in the middle of epoch 2 (batch 3 of 6); the chief waits for it.
+    worker = children.spawn(*args, "--task-index", "1", pause_at="2:3", marker=marker)
+    children.wait_for(marker, chief, worker)
     os.killpg(worker.pid, signal.SIGKILL)
     assert children.wait(chief) == 1, chief.stderr_text
-    status = json.loads((out / rundir.STATUS).read_text())
+    status = read_status(out)
     assert status["state"] == "failed" and status["error"].startswith("lost a worker")
     assert status["epochs_completed"] == 1
+    assert checkpoint_epochs(out) == [1]
     assert "Restart every worker with --resume" in (out / rundir.LOG).read_text()
 
-    workers = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    workers = _cluster()[-2:]  # --workers ...: the strategy comes from the run's config
     resumed = [
-        children.spawn(
-            "train", "--resume", str(out), "--quiet", "--workers", workers, "--task-index", str(i)
-        )
+        children.spawn("train", "--resume", str(out), "--quiet", *workers, "--task-index", str(i))
         for i in (0, 1)
     ]
     for process in resumed:
         assert children.wait(process) == 0, process.stderr_text
-    assert json.loads((out / rundir.STATUS).read_text())["state"] == "completed"
-    accuracies = _val_accuracy(out)
-    assert len(accuracies) == 2 and accuracies[1] > 0.5
+    assert read_status(out)["state"] == "completed"
+    assert "resuming after epoch 1 from" in (out / rundir.LOG).read_text()
+    # Resumed from the epoch-1 checkpoint, the cluster ends where one device does.
+    _assert_same_training(out, single_device_runs["loop"], "resumed 2 workers vs one device")
 
 
 def test_resuming_a_multiworker_run_needs_this_workers_index(tmp_path, capsys, monkeypatch):

@@ -1,101 +1,103 @@
-"""The three methods on the real Reuters data (read from ../shared/data/reuters21578)."""
+"""The three methods on the real Reuters data: one shared training of 10 epochs each.
+
+One module fixture trains fit, batch and loop for 10 seeded, deterministic epochs with the
+tutorial's settings (as ``trainways agree`` does, plus a spy on the callbacks); every test here
+asserts on that one training: the accuracy the tutorial reached, the agreement of the methods,
+and the contract (History keys, callback sequence, batches per epoch).
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+from typing import Any
 
 import keras
+import numpy as np
 import pytest
 
-from trainways.cli import main
-from trainways.config import METHODS, ModelConfig
-from trainways.data import make_dataset, pad, steps_per_epoch
-from trainways.model import build_loss, build_metrics, build_model, build_optimizer
-from trainways.trainers import TrainData, TrainSpec, get_trainer
+from trainways import run
+from trainways.agreement import METRIC_TOLERANCE, WEIGHT_TOLERANCE, Agreement, compare
+from trainways.config import METHODS, RunConfig, TrainConfig
+from trainways.trainers import get_trainer
 
 from helpers import Spy
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # one training of 2-3 minutes
 
+EPOCHS = 10
 KEYS = {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy"}
+TRAIN_BATCHES, TEST_BATCHES = 281, 71  # 8,982 and 2,246 wires in batches of 32
+
+
+class FirstEpochWeights(keras.callbacks.Callback):
+    """A copy of the model's variables, by path, at the end of the first epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: list[tuple[str, np.ndarray]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            self.weights = [(v.path, np.array(v.numpy())) for v in self.model.weights]
+
+
+@dataclass(frozen=True)
+class TenEpochs:
+    histories: dict[str, dict[str, list[float]]]
+    calls: dict[str, list[tuple[str, Any]]]  # the Spy's (hook, index) per method
+    agreement: Agreement
 
 
 @pytest.fixture(scope="module")
-def three_runs(real_reuters):
-    """Each method trained 3 epochs from the same seed, with a spy on the callbacks."""
-    runs = {}
+def ten_epochs(real_reuters) -> TenEpochs:
+    config = RunConfig(train=TrainConfig(epochs=EPOCHS, seed=11, deterministic=True))
+    first, final, histories, calls = {}, {}, {}, {}
     for method in METHODS:
-        keras.utils.set_random_seed(7)
-        data = TrainData(
-            make_dataset(
-                pad(real_reuters.x_train), real_reuters.y_train, batch_size=32, shuffle=True, seed=7
-            ),
-            make_dataset(
-                pad(real_reuters.x_test), real_reuters.y_test, batch_size=32, shuffle=False
-            ),
-            steps_per_epoch(len(real_reuters.y_train), 32),
-        )
-        model = build_model(
-            ModelConfig(),
-            vocab_size=real_reuters.vocab_size,
-            num_classes=real_reuters.num_classes,
-            max_len=300,
-        )
-        spec = TrainSpec(
-            epochs=3, loss=build_loss(), optimizer=build_optimizer(1e-3), metrics=build_metrics
-        )
-        spy = Spy()
-        history = get_trainer(method)(model, data, spec, [spy])
-        runs[method] = (history.history, spy.calls)
-    return runs
+        keras.backend.clear_session()  # the same variable paths in every method's model
+        run.seed_everything(config)
+        training = run.build_training(config, real_reuters)
+        capture, spy = FirstEpochWeights(), Spy()
+        history = get_trainer(method)(training.model, training.data, training.spec, [capture, spy])
+        first[method] = capture.weights
+        final[method] = [(v.path, np.array(v.numpy())) for v in training.model.weights]
+        histories[method], calls[method] = history.history, spy.calls
+    return TenEpochs(histories, calls, compare(first, final, histories))
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_three_epochs_reach_sixty_percent(three_runs, method):
-    history, _ = three_runs[method]
-    assert set(history) == KEYS
-    assert len(history["loss"]) == 3
+def test_three_epochs_reach_sixty_percent(ten_epochs, method):
+    history = ten_epochs.histories[method]
     assert history["loss"][2] < history["loss"][0]
-    assert max(history["val_accuracy"]) >= 0.60, history["val_accuracy"]
+    assert max(history["val_accuracy"][:3]) >= 0.60, history["val_accuracy"]
 
 
-def test_same_keys_and_same_callback_sequence(three_runs):
-    keys = {method: sorted(history) for method, (history, _) in three_runs.items()}
-    assert keys["batch"] == keys["fit"] == keys["loop"]
-    kinds = {method: [hook for hook, _ in calls] for method, (_, calls) in three_runs.items()}
-    assert kinds["batch"] == kinds["fit"]
-    assert kinds["loop"] == kinds["fit"]
-    # 281 training and 71 validation batches per epoch, as fit sees them.
-    assert kinds["fit"].count("on_train_batch_end") == 3 * 281
-    assert kinds["fit"].count("on_test_batch_end") == 3 * 71
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
-def test_ten_epochs_from_the_cli_reach_the_tutorials_accuracy(
-    method, reuters_dir, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.setenv("TRAINWAYS_CACHE_DIR", str(tmp_path / "cache"))
-    out = tmp_path / method
-    status = main(
-        [
-            "train",
-            "--method",
-            method,
-            "--epochs",
-            "10",
-            "--seed",
-            "42",
-            "--data",
-            str(reuters_dir),
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert status == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 10
-    assert metrics["best"]["val_accuracy"] >= 0.62, metrics["best"]
-    assert main(["predict", str(out), "Coffee exports fell as Brazil cut its quota"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 5
+def test_ten_epochs_reach_the_tutorials_accuracy(ten_epochs, method):
+    val_accuracy = ten_epochs.histories[method]["val_accuracy"]
+    assert len(val_accuracy) == EPOCHS
+    assert max(val_accuracy) >= 0.62, val_accuracy
+
+
+def test_the_methods_are_bitwise_identical_after_the_first_epoch(ten_epochs):
+    assert ten_epochs.agreement.identical
+    assert ten_epochs.agreement.weight_difference == 0.0
+
+
+def test_the_methods_agree_over_ten_epochs(ten_epochs):
+    agreement = ten_epochs.agreement
+    assert agreement.ok
+    assert agreement.weight_difference <= WEIGHT_TOLERANCE
+    assert agreement.val_accuracy_difference <= METRIC_TOLERANCE
+    assert len(agreement.epochs) == EPOCHS
+
+
+def test_same_history_keys_and_same_callback_sequence(ten_epochs):
+    for method in METHODS:
+        assert set(ten_epochs.histories[method]) == KEYS, method
+    # Every hook with the same batch or epoch index, in the same order.
+    assert ten_epochs.calls["batch"] == ten_epochs.calls["fit"]
+    assert ten_epochs.calls["loop"] == ten_epochs.calls["fit"]
+    hooks = [hook for hook, _ in ten_epochs.calls["fit"]]
+    # 281 training and 71 validation batches per epoch, as fit sees them.
+    assert hooks.count("on_train_batch_end") == EPOCHS * TRAIN_BATCHES
+    assert hooks.count("on_test_batch_end") == EPOCHS * TEST_BATCHES
