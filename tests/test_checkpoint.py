@@ -41,10 +41,13 @@ def _data() -> TrainData:
     return TrainData(train, tf.data.Dataset.from_tensor_slices((xv, yv)).batch(40))
 
 
-def _model(seed: int = 0) -> keras.Model:
+def _model(seed: int = 0, embedding_dim: int = 8) -> keras.Model:
     keras.utils.set_random_seed(seed)
     return build_model(
-        ModelConfig(embedding_dim=8), vocab_size=VOCAB, num_classes=CLASSES, max_len=MAX_LEN
+        ModelConfig(embedding_dim=embedding_dim),
+        vocab_size=VOCAB,
+        num_classes=CLASSES,
+        max_len=MAX_LEN,
     )
 
 
@@ -258,6 +261,19 @@ def test_restore_builds_the_optimizer_and_sets_every_variable(compiled, tmp_path
     _assert_same_weights(fresh, compiled)
     for ours, theirs in zip(fresh.optimizer.variables, compiled.optimizer.variables, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_restore_names_the_optimizer_variable_that_does_not_fit(compiled, tmp_path):
+    save_checkpoint(tmp_path, compiled, epoch=1, history={})
+    checkpoint = load_checkpoint(tmp_path, warn=_no_warning)
+    wider = _model(embedding_dim=9)
+    compile_model(wider, _spec(1))
+    # Same number of variables, other shapes: the message must not say "17 ... the model's 17".
+    with pytest.raises(
+        ValueError,
+        match=r"holds optimizer variable \d+ of shape \(\d+, 8\), the model's \(\d+, 9\)",
+    ):
+        restore(checkpoint, wider, [])
 
 
 def test_restore_refuses_other_callbacks(compiled, tmp_path):
