@@ -180,7 +180,14 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
     from trainways.config import DataConfig, DeviceConfig, ModelConfig, RunConfig, TrainConfig
 
     config = RunConfig(
-        data=DataConfig(source="/data/reuters.npz", num_words=500, skip_top=2, max_len=90),
+        data=DataConfig(
+            source="/data/reuters.npz",
+            num_words=500,
+            skip_top=2,
+            max_len=90,
+            allow_other_data=True,
+            fingerprint={"wires": 1, "words": 2, "sha256": "ab"},
+        ),
         model=ModelConfig(embedding_dim=9),
         train=TrainConfig(
             method="fit", epochs=3, batch_size=16, learning_rate=0.01, lr_halve_at=2, seed=3,

@@ -85,11 +85,6 @@ def test_bad_distribution_flags_are_one_line_errors(argv, needle, capsys):
 EPOCHS = 3  # the killed worker dies in epoch 2
 OPTIONS = ("--max-len", "60", "--deterministic")  # as test_resume's: the same reference runs
 MIRRORED = ("--strategy", "mirrored", "--cpu-devices", "2")
-LOOP_LOSS_BUG = (
-    "src bug: under a strategy LoopStepper tracks the Keras loss object's value, which Keras "
-    "divides by num_replicas_in_sync (keras.src.losses.loss.scale_loss_for_distribution), so "
-    "loop logs loss and val_loss / replicas"
-)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -184,14 +179,7 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(
     _assert_same_training(run, single_device_runs[method], f"mirrored {method} vs one device")
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "fit",
-        "batch",
-        pytest.param("loop", marks=pytest.mark.xfail(strict=True, reason=LOOP_LOSS_BUG)),
-    ],
-)
+@pytest.mark.parametrize("method", METHODS)
 def test_mirrored_runs_log_the_loss_of_one_device(method, single_device_runs, mirrored_runs):
     keys = ("loss", "val_loss")
     ours = _columns(mirrored_runs[method], *keys)

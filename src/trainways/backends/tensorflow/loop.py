@@ -115,11 +115,23 @@ class LoopStepper:
         gradients = tape.gradient(loss, variables)
         # Keras's optimizer all-reduces (sums) the replicas' gradients before updating.
         self._optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self._track(self._total_loss(y, y_pred), y, y_pred)
+        self._track(self._replica_loss(y, y_pred), y, y_pred)
 
     def _test_replica(self, x: tf.Tensor, y: tf.Tensor) -> None:
         y_pred = self._model(x, training=False)
-        self._track(self._total_loss(y, y_pred), y, y_pred)
+        self._track(self._replica_loss(y, y_pred), y, y_pred)
+
+    def _replica_loss(self, y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        """This replica's mean loss, as one device would report it for these examples.
+
+        Not the loss object's value: under a strategy Keras divides that by the number of
+        replicas (``scale_loss_for_distribution``), and the tracked mean would come out that
+        many times too small.
+        """
+        loss = tf.reduce_mean(self._loss_fn.call(y, y_pred))
+        if self._model.losses:
+            loss = loss + tf.add_n(self._model.losses)
+        return loss
 
     def _distributed(self, step: Callable[..., Any]) -> Callable[..., dict[str, tf.Tensor]]:
         def run(x: Any, y: Any) -> dict[str, tf.Tensor]:
