@@ -383,7 +383,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from trainways import inference
 
     numbered = _texts(args)
-    rundir.require_completed(args.run_dir)
     predictions = inference.predict(
         args.run_dir, [text for _, text in numbered], top_k=args.top_k, last=args.last
     )

@@ -150,10 +150,12 @@ def predict(
     not classified: its :class:`Prediction` has no topics and says why in ``problem``.
 
     Raises:
+        RunDirError: ``run_dir`` is not a completed run.
         InferenceError: No text, or ``top_k`` < 1.
     """
     from trainways.data import Reuters, pad
 
+    rundir.require_completed(run_dir)
     if not texts or not any(text.strip() for text in texts):
         raise InferenceError("no text to classify: give a newswire text")
     if top_k < 1:
