@@ -523,3 +523,34 @@ def test_a_reader_that_leaves_early_gets_no_traceback(corpus, tmp_path):
     info.stdout.close()  # as `| head -1` does
     err = info.stderr.read().decode()
     assert info.wait() in (0, 141) and "Traceback" not in err, err
+
+
+def test_data_info_does_not_start_tensorflow(corpus, tmp_path):
+    code = (
+        "import sys; from trainways.cli import main; "
+        f"code = main(['data', 'info', '--data', {str(corpus)!r}]); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TRAINWAYS_CACHE_DIR": str(tmp_path / "cache")},
+    ).stdout
+    assert out.strip().splitlines()[-1] == "0 False"
+
+
+def test_an_unexpected_error_is_one_plain_line_in_status(corpus, tmp_path, monkeypatch):
+    from trainways import run as run_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("\x1b[1mboom\x1b[0m in a layer\nand a page of context")
+
+    monkeypatch.setattr(run_module, "_train", explode)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        _train(corpus, out)
+    status = json.loads((out / rundir.STATUS).read_text())
+    assert status["state"] == "failed"
+    assert status["error"] == "RuntimeError: boom in a layer"
