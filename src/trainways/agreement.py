@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from trainways.checkpoint import named_weights
+
 if TYPE_CHECKING:
     from trainways.config import RunConfig
 
@@ -215,13 +217,9 @@ def measure(
             "%s: %d epoch(s) in %.1f s", method, len(timer.epoch_seconds), sum(timer.epoch_seconds)
         )
         first[method] = capture.weights
-        final[method] = _named_weights(training.model)
+        final[method] = named_weights(training.model)
         histories[method] = history.history
     return compare(first, final, histories), histories
-
-
-def _named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
-    return [(v.path, np.asarray(keras.ops.convert_to_numpy(v))) for v in model.weights]
 
 
 class _FirstEpochWeights(keras.callbacks.Callback):
@@ -233,4 +231,4 @@ class _FirstEpochWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.weights:
-            self.weights = _named_weights(self.model)
+            self.weights = named_weights(self.model)

@@ -113,12 +113,10 @@ def train(
     """
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        from trainways.backends import current
+    from trainways.run import schedule_callbacks, seed_everything
 
-        current().enable_determinism()
+    as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
+    seed_everything(as_run)
     batch_size = config.batch_size
     train_ds, steps = _as_dataset(
         x, y, batch_size=batch_size, shuffle=shuffle, seed=config.seed, role="x"
@@ -140,9 +138,7 @@ def train(
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
-    from trainways.run import schedule_callbacks
-
-    callbacks = [*schedule_callbacks(RunConfig(train=config)), *(callbacks or [])]
+    callbacks = [*schedule_callbacks(as_run), *(callbacks or [])]
     return get_trainer(config.method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)
 
 

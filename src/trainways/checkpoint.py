@@ -362,17 +362,20 @@ def save_checkpoint(
     return final
 
 
+def named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """``(variable path, value)`` of every model variable, in ``model.weights`` order."""
+    return [(v.path, np.asarray(keras.ops.convert_to_numpy(v))) for v in model.weights]
+
+
 def save_first_epoch_weights(run_dir: Path | str, model: keras.Model) -> Path:
     """Keep the weights after epoch 1 in ``first_epoch.npz``, by variable path.
 
     The epoch-1 checkpoint is pruned as training goes on; these stay, so a report can say how far
     apart several methods were after one epoch, not only at the end.
     """
-    arrays = {
-        f"weights.{i:04d}": np.asarray(keras.ops.convert_to_numpy(v))
-        for i, v in enumerate(model.weights)
-    }
-    arrays["names"] = np.array([v.path for v in model.weights], dtype=str)
+    named = named_weights(model)
+    arrays = {f"weights.{i:04d}": value for i, (_, value) in enumerate(named)}
+    arrays["names"] = np.array([name for name, _ in named], dtype=str)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path = Path(run_dir) / rundir.FIRST_EPOCH

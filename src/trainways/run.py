@@ -163,8 +163,10 @@ def with_seed(config: RunConfig) -> RunConfig:
 
 
 def seed_everything(config: RunConfig) -> None:
-    """Seed Python, NumPy and the backend; with ``deterministic``, also fix its kernels."""
-    keras.utils.set_random_seed(config.train.seed)
+    """Seed Python, NumPy and the backend (if a seed is set); with ``deterministic``, also fix
+    its kernels."""
+    if config.train.seed is not None:
+        keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:
         from trainways.backends import current
 
