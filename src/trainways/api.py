@@ -8,7 +8,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainways.config import ConfigError, RunConfig, TrainConfig, replace
+from trainways.config import ConfigError, RunConfig, TrainConfig, check_steps_method, replace
+from trainways.steps import StepFn, check_step
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
 
@@ -71,6 +72,8 @@ def train(
     metrics: Sequence[str | keras.metrics.Metric] = (),
     callbacks: Iterable[keras.callbacks.Callback] | None = None,
     shuffle: bool = True,
+    step: StepFn | None = None,
+    test_step: StepFn | None = None,
     config: TrainConfig | None = None,
     **options: Any,
 ) -> keras.callbacks.History:
@@ -99,6 +102,10 @@ def train(
             ``lr_halve_at`` and ``patience`` add trainways' own, as on the command line.
         shuffle: Reshuffle array inputs every epoch (the order is a pure function of ``seed``
             and the epoch).
+        step: Your training step for ``method="loop"``: ``step(model, x, y)`` returning a dict
+            of logs with ``"loss"`` (and ``"y_pred"`` to update the metrics); see
+            :mod:`trainways.steps`. trainways compiles it and drives everything around it.
+        test_step: Your validation step, same contract (default: the built-in one).
         config: Training options as a :class:`~trainways.config.TrainConfig`.
         **options: Training options by name, over ``config``. ``seed`` also seeds Keras's
             random generators; ``deterministic`` turns on deterministic kernels. ``precision``
@@ -113,6 +120,10 @@ def train(
     """
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
+    check_steps_method(config.method, step=step, test_step=test_step)
+    for role, fn in (("step", step), ("test_step", test_step)):
+        if fn is not None:
+            check_step(fn, role=role)
     from trainways.run import schedule_callbacks, seed_everything
 
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
@@ -137,6 +148,8 @@ def train(
         metrics=lambda: [_fresh_metric(m) for m in metric_list],
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
+        train_step=step,
+        test_step=test_step,
     )
     callbacks = [*schedule_callbacks(as_run), *(callbacks or [])]
     return get_trainer(config.method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)

@@ -10,7 +10,8 @@ Layout, inside the run directory::
 
     checkpoints/
         epoch-0003/
-            arrays.npz    weights.NNNN, optimizer.NNNN, callbacks.<key>.<field>.NNNN
+            arrays.npz    weights.NNNN, optimizer.NNNN, optimizer<K>.NNNN (K-th extra
+                          optimizer of a user step), callbacks.<key>.<field>.NNNN
             state.json    format, epoch, learning rate, history, callback states, sha256
         epoch-0004/
 
@@ -82,6 +83,8 @@ class Checkpoint:
         optimizer_class: Class name of the optimizer whose variables these are.
         weights: ``model.get_weights()``, in that order.
         optimizer_variables: The values of ``optimizer.variables``, in that order.
+        extra_optimizers: Per optimizer a user's step applies besides the model's
+            (:func:`trainways.steps.keeps`): its class name and variables' values.
     """
 
     path: Path
@@ -92,6 +95,7 @@ class Checkpoint:
     optimizer_class: str
     weights: tuple[np.ndarray, ...]
     optimizer_variables: tuple[np.ndarray, ...]
+    extra_optimizers: tuple[tuple[str, tuple[np.ndarray, ...]], ...] = ()
 
 
 # --- Callback state adapters ------------------------------------------------------------------
@@ -291,6 +295,7 @@ def save_checkpoint(
     epoch: int,
     history: Mapping[str, Sequence[float]],
     callbacks: Iterable[keras.callbacks.Callback] = (),
+    extra_optimizers: Sequence[keras.optimizers.Optimizer] = (),
 ) -> Path:
     """Write the checkpoint of ``epoch`` completed epochs atomically, then prune older ones.
 
@@ -300,6 +305,7 @@ def save_checkpoint(
         epoch: Number of completed epochs (1-based).
         history: Logs of every completed epoch, one list per key.
         callbacks: Callbacks whose state to save; those without a registered adapter are skipped.
+        extra_optimizers: Optimizers a user's step applies besides ``model.optimizer``.
 
     Returns:
         The checkpoint's directory.
@@ -316,6 +322,12 @@ def save_checkpoint(
     variables = [np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
     for i, value in enumerate(variables):
         arrays[f"optimizer.{i:04d}"] = value
+    extras = []
+    for k, extra in enumerate(extra_optimizers, start=1):
+        values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in extra.variables]
+        for i, value in enumerate(values):
+            arrays[f"optimizer{k}.{i:04d}"] = value
+        extras.append({"class": type(extra).__name__, "variables": len(values)})
     callback_json: dict[str, dict[str, Any]] = {}
     for key, state in _callback_states(callbacks).items():
         values, counts = {}, {}
@@ -341,6 +353,7 @@ def save_checkpoint(
             "history": {key: [float(v) for v in values] for key, values in history.items()},
             "callbacks": callback_json,
             "optimizer": {"class": type(optimizer).__name__, "variables": len(variables)},
+            "extra_optimizers": extras,
             "weights": len(weights),
             "keras_version": keras.__version__,
             # Hashed from the file as written, so it vouches for the bytes on disk.
@@ -439,6 +452,11 @@ def _read(path: Path, epoch: int) -> Checkpoint:
             for key, entry in state["callbacks"].items()
         }
         expected_sha = str(state["arrays_sha256"])
+        # Absent from checkpoints written before user steps existed: none then.
+        extra_counts = [
+            (str(entry["class"]), int(entry["variables"]))
+            for entry in state.get("extra_optimizers", [])
+        ]
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise _Unusable(f"{STATE} lacks a valid field: {_one_line(error)}") from None
 
@@ -459,6 +477,10 @@ def _read(path: Path, epoch: int) -> Checkpoint:
 
     weights = take("weights", n_weights)
     optimizer_variables = take("optimizer", n_optimizer)
+    extra_optimizers = tuple(
+        (name, take(f"optimizer{k}", count))
+        for k, (name, count) in enumerate(extra_counts, start=1)
+    )
     callback_states: dict[str, CallbackState] = {}
     for key, (values, counts) in callbacks.items():
         callback_states[key] = dict(values)
@@ -474,6 +496,7 @@ def _read(path: Path, epoch: int) -> Checkpoint:
         optimizer_class=optimizer_class,
         weights=weights,
         optimizer_variables=optimizer_variables,
+        extra_optimizers=extra_optimizers,
     )
 
 
@@ -516,36 +539,78 @@ def latest_checkpoint(run_dir: Path | str) -> Checkpoint | None:
 # --- Restoring --------------------------------------------------------------------------------
 
 
-def restore_model(checkpoint: Checkpoint, model: keras.Model) -> None:
+def _matching_variables(
+    where: str, what: str, optimizer: keras.optimizers.Optimizer, saved_class: str, saved: Any
+) -> list[Any]:
+    """``optimizer``'s variables, checked against a checkpoint's saved class and shapes."""
+    if type(optimizer).__name__ != saved_class:
+        raise ValueError(
+            f"checkpoint {where} holds a {saved_class} {what}, the run has "
+            f"{type(optimizer).__name__}"
+        )
+    variables = optimizer.variables
+    shapes = [tuple(v.shape) for v in variables]
+    saved_shapes = [tuple(a.shape) for a in saved]
+    if shapes != saved_shapes:
+        if len(shapes) != len(saved_shapes):
+            detail = f"{len(saved_shapes)} {what} variables, the run's {len(shapes)}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(saved_shapes, shapes, strict=True)) if a != b)
+            detail = f"{what} variable {i} of shape {saved_shapes[i]}, the run's {shapes[i]}"
+        raise ValueError(
+            f"checkpoint {where} holds {detail}: is it the same model, data, step and optimizer "
+            "configuration?"
+        )
+    return variables
+
+
+def restore_model(
+    checkpoint: Checkpoint,
+    model: keras.Model,
+    extra_optimizers: Sequence[keras.optimizers.Optimizer] = (),
+) -> None:
     """Put the checkpoint's weights and optimizer variables (learning rate included) into ``model``.
 
     Builds the optimizer first if no training step has built it yet.
 
+    Args:
+        checkpoint: The checkpoint.
+        model: The compiled model.
+        extra_optimizers: The optimizers a user's step applies besides the model's, built (a
+            traced step has built them), in the order they were saved.
+
     Raises:
-        ValueError: The model has no optimizer, or model or optimizer do not match the checkpoint.
+        ValueError: The model has no optimizer, or model or optimizers do not match the
+            checkpoint.
     """
     optimizer = _ensure_built(model)
     where = checkpoint.path.name
-    if type(optimizer).__name__ != checkpoint.optimizer_class:
-        raise ValueError(
-            f"checkpoint {where} holds a {checkpoint.optimizer_class} optimizer, "
-            f"the model has {type(optimizer).__name__}"
+    assignments = list(
+        zip(
+            _matching_variables(
+                where,
+                "optimizer",
+                optimizer,
+                checkpoint.optimizer_class,
+                checkpoint.optimizer_variables,
+            ),
+            checkpoint.optimizer_variables,
+            strict=True,
         )
-    variables = optimizer.variables
-    shapes = [tuple(v.shape) for v in variables]
-    saved = [tuple(a.shape) for a in checkpoint.optimizer_variables]
-    if shapes != saved:
-        if len(shapes) != len(saved):
-            detail = f"{len(saved)} optimizer variables, the model's optimizer {len(shapes)}"
-        else:
-            i = next(i for i, (a, b) in enumerate(zip(saved, shapes, strict=True)) if a != b)
-            detail = f"optimizer variable {i} of shape {saved[i]}, the model's {shapes[i]}"
+    )
+    if len(extra_optimizers) != len(checkpoint.extra_optimizers):
         raise ValueError(
-            f"checkpoint {where} holds {detail}: is it the same model, data and optimizer "
-            "configuration?"
+            f"checkpoint {where} holds {len(checkpoint.extra_optimizers)} optimizer(s) besides "
+            f"the model's, the run's step keeps {len(extra_optimizers)}: resume with the same step"
         )
+    for k, (extra, (saved_class, saved)) in enumerate(
+        zip(extra_optimizers, checkpoint.extra_optimizers, strict=True), start=1
+    ):
+        what = f"optimizer {k} of the step"
+        variables = _matching_variables(where, what, extra, saved_class, saved)
+        assignments += zip(variables, saved, strict=True)
     model.set_weights(list(checkpoint.weights))
-    for variable, value in zip(variables, checkpoint.optimizer_variables, strict=True):
+    for variable, value in assignments:
         variable.assign(value)
 
 
@@ -574,6 +639,7 @@ def restore(
     checkpoint: Checkpoint,
     model: keras.Model,
     callbacks: Iterable[keras.callbacks.Callback] = (),
+    extra_optimizers: Sequence[keras.optimizers.Optimizer] = (),
 ) -> None:
     """Restore weights, optimizer variables, learning rate and callback states, right now.
 
@@ -581,7 +647,7 @@ def restore(
     the right moment, after the trainer has attached the optimizer and after ``EarlyStopping``
     has reset itself in ``on_train_begin``.
     """
-    restore_model(checkpoint, model)
+    restore_model(checkpoint, model, extra_optimizers)
     restore_callbacks(checkpoint, callbacks)
 
 
@@ -609,6 +675,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             the optimizer (building it if needed) and the callback states; the trainer must start
             at ``initial_epoch=restore_from.epoch``.
         initial_history: Logs of the epochs before this run; defaults to ``restore_from.history``.
+        extra_optimizers: Optimizers a user's step applies besides the model's
+            (:func:`trainways.steps.keeps`); saved and restored with it.
     """
 
     def __init__(
@@ -618,8 +686,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         *,
         restore_from: Checkpoint | None = None,
         initial_history: Mapping[str, Sequence[float]] | None = None,
+        extra_optimizers: Sequence[keras.optimizers.Optimizer] = (),
     ) -> None:
         super().__init__()
+        self._extra_optimizers = tuple(extra_optimizers)
         self.run_dir = Path(run_dir)
         self._callbacks = list(callbacks)
         self._restore_from = restore_from
@@ -640,7 +710,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._restore_from is None:
             return
-        restore(self._restore_from, self.model, self._callbacks)
+        restore(self._restore_from, self.model, self._callbacks, self._extra_optimizers)
         self._restored_fingerprint = _state_fingerprint(self._callbacks)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -672,4 +742,5 @@ class EpochCheckpoint(keras.callbacks.Callback):
             epoch=epoch + 1,
             history=self._history,
             callbacks=self._callbacks,
+            extra_optimizers=self._extra_optimizers,
         )

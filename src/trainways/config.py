@@ -113,9 +113,51 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def is_code_ref(text: Any) -> bool:
+    """Whether ``text`` names a function in a Python file: ``FILE.py:FUNCTION``."""
+    return isinstance(text, str) and ".py:" in text
+
+
+def _code_ref(text: str) -> str:
+    # The file absolute, so that --resume and compare's children find it from any directory.
+    path, _, name = text.rpartition(":")
+    if not path.endswith(".py") or not name.isidentifier():
+        raise ValueError(f"expected FILE.py:FUNCTION, got {text!r}")
+    return f"{Path(path).expanduser().resolve()}:{name}"
+
+
+def _preset(text: str) -> str:
+    return _code_ref(text) if is_code_ref(text) else text
+
+
+def check_steps_method(method: str, *, step: Any, test_step: Any) -> None:
+    """Refuse a user's step function (or its ``FILE.py:FUNCTION``) for a method that cannot run it.
+
+    Raises:
+        ConfigError: A step is given and ``method`` is not ``loop``.
+    """
+    given = {"step": step, "test_step": test_step}
+    keys = tuple(key for key, fn in given.items() if fn is not None)
+    if method == "loop" or not keys:
+        return
+    raise ConfigError(
+        f"a step function runs in the loop method, not {method}: use method 'loop', or, to "
+        f"customise {method}, override your model's train_step / test_step (Keras's own "
+        "convention, which every method runs)",
+        keys=("method", *keys),
+    )
+
+
 def _path(text: str) -> str:
     # Absolute, so that evaluate and --resume find it from any directory.
     return str(Path(text).expanduser().resolve())
+
+
+def _check_code_ref(key: str, value: str) -> None:
+    try:
+        _code_ref(value)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}", keys=(key,)) from None
 
 
 def _positive(key: str, value: float | None) -> None:
@@ -218,10 +260,12 @@ class ModelConfig:
     preset: str = option(
         "cnn",
         flag="--model",
-        parse=str,
+        parse=_preset,
+        metavar="NAME|FILE.py:FUNCTION",
         group="model",
-        help="the model to train, by preset name: cnn is the tutorial's 1-D CNN "
-        "(default: {default})",
+        help="the model to train: a preset name (cnn is the tutorial's 1-D CNN), or your "
+        "builder FUNCTION(vocab_size, num_classes, max_len) in FILE.py, returning a Keras "
+        "model (default: {default})",
     )
     embedding_dim: int = option(
         7,
@@ -234,6 +278,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _positive("embedding_dim", self.embedding_dim)
+        if is_code_ref(self.preset):
+            _check_code_ref("preset", self.preset)
 
 
 @dataclass(frozen=True)
@@ -373,9 +419,29 @@ class TrainConfig:
         "CPUs with AMX/AVX512-BF16 and Ampere+ GPUs, slower elsewhere (default: {default})",
     )
 
+    step: str | None = option(
+        flag="--step",
+        parse=_code_ref,
+        metavar="FILE.py:FUNCTION",
+        group="training",
+        help="your training step for --method loop: FUNCTION(model, x, y) in FILE.py, "
+        "returning {'loss': ..., 'y_pred': ...} (see docs/custom-steps.md)",
+    )
+    test_step: str | None = option(
+        flag="--test-step",
+        parse=_code_ref,
+        metavar="FILE.py:FUNCTION",
+        group="training",
+        help="your validation step for --method loop, same contract (default: the built-in)",
+    )
+
     def __post_init__(self) -> None:
         _one_of("method", self.method, METHODS)
         _one_of("precision", self.precision, PRECISIONS)
+        for key in ("step", "test_step"):
+            if getattr(self, key) is not None:
+                _check_code_ref(key, getattr(self, key))
+        check_steps_method(self.method, step=self.step, test_step=self.test_step)
         spe = self.steps_per_execution
         if spe != "epoch" and not (isinstance(spe, int) and not isinstance(spe, bool) and spe > 0):
             raise ConfigError(
@@ -386,6 +452,13 @@ class TrainConfig:
             _positive(key, getattr(self, key))
         if self.seed is not None and not 0 <= self.seed < 2**31:
             raise ConfigError(f"seed must be in [0, 2**31), got {self.seed!r}", keys=("seed",))
+
+    def for_method(self, method: str) -> TrainConfig:
+        """These settings for ``method``; a step function goes only to the ``loop`` method
+        (``compare`` and ``agree`` set it beside ``fit`` and ``batch`` on their built-in steps)."""
+        if method == "loop":
+            return replace(self, method=method)
+        return replace(self, method=method, step=None, test_step=None)
 
 
 @dataclass(frozen=True)

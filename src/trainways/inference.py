@@ -43,13 +43,32 @@ def load_model(run_dir: Path | str, *, last: bool = False) -> tuple[Any, Path]:
     from trainways.backends import current
 
     current()  # registers the backend's own optimizers, which saved models may name
+    _import_model_code(run_dir)
     path = run_dir / (
         rundir.MODEL if last or not (run_dir / rundir.BEST).is_file() else rundir.BEST
     )
     try:
         return keras.models.load_model(path), path
-    except (OSError, ValueError) as error:
-        raise InferenceError(f"cannot load the model {path}: {error}") from None
+    except (OSError, ValueError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        raise InferenceError(f"cannot load the model {path}: {first}") from None
+
+
+def _import_model_code(run_dir: Path) -> None:
+    """Import the file of a model built by the user's ``FILE.py:FUNCTION``: its classes (a model
+    with its own ``train_step``) must be registered with Keras before the model loads."""
+    from trainways.config import ConfigError, is_code_ref
+    from trainways.steps import load_function
+
+    preset = rundir.read_config(run_dir).get("model", {}).get("preset")
+    if not is_code_ref(preset):
+        return
+    try:
+        load_function(preset, role="preset")
+    except ConfigError as error:
+        raise InferenceError(
+            f"the run's model comes from {preset}, which is needed to load it: {error}"
+        ) from None
 
 
 def encoder_state(run_dir: Path | str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import keras
 
-from trainways.config import ConfigError, ModelConfig
+from trainways.config import ConfigError, ModelConfig, is_code_ref
 
 ModelBuilder = Callable[[int, int, int, ModelConfig], keras.Model]
 
@@ -81,9 +81,25 @@ def build_model(
 ) -> keras.Model:
     """Build the preset named by ``config.preset`` with the dtype policy ``precision``.
 
+    ``config.preset`` may also name the user's builder, ``FILE.py:FUNCTION``
+    (:func:`trainways.steps.build_from_function`).
+
     Raises:
-        ConfigError: The preset is not registered.
+        ConfigError: The preset is not registered, or the builder cannot be loaded or called.
     """
+    from trainways import steps
+
+    if is_code_ref(config.preset):
+        builder = steps.load_function(config.preset, role="preset")
+        with precision_scope(precision):
+            return steps.build_from_function(
+                builder,
+                config.preset,
+                vocab_size=vocab_size,
+                num_classes=num_classes,
+                max_len=max_len,
+                embedding_dim=config.embedding_dim,
+            )
     try:
         builder = PRESETS[config.preset]
     except KeyError:

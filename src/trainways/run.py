@@ -39,8 +39,9 @@ import keras
 
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
-from trainways.config import ConfigError, DataConfig, RunConfig, apply_options
+from trainways.config import ConfigError, DataConfig, RunConfig, apply_options, is_code_ref
 from trainways.report import summarize_history
+from trainways.steps import extra_optimizers, load_step
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
 LOG = logging.getLogger("trainways")
@@ -112,17 +113,52 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
         raise
     except Exception as error:  # Keras says it in a page of text; the first line is the point
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if is_code_ref(config.model.preset):
+            raise ConfigError(
+                f"model {config.model.preset!r} failed: {type(error).__name__}: {first}",
+                keys=("preset",),
+            ) from None
         raise ConfigError(
             f"model {config.model.preset!r} cannot take sequences of max_len "
             f"{config.data.max_len} ({first}): choose a larger max_len",
             keys=("max_len", "preset"),
         ) from None
-    if tuple(model.output_shape) != (None, reuters.num_classes):
+    shape = _output_shape(model, config.data.max_len)
+    if shape != (None, reuters.num_classes):
         raise ConfigError(
-            f"model {config.model.preset!r} outputs shape {model.output_shape}, not one "
+            f"model {config.model.preset!r} outputs shape {shape}, not one "
             f"probability per topic (None, {reuters.num_classes})",
             keys=("preset",),
         )
+    if config.train.step or config.train.test_step:
+        check_steps(config, reuters, devices)
+
+
+def _output_shape(model: keras.Model, max_len: int) -> tuple[int | None, ...]:
+    """The model's output shape, batch dimension ``None``; a subclassed model (a user's) may
+    know it only once called."""
+    try:
+        return tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        shape = keras.ops.shape(model(keras.ops.zeros((1, max_len), dtype="int32")))
+        return (None, *(int(n) for n in shape[1:]))
+
+
+def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
+    """Load the user's step functions and trace them once on a throwaway model, so that a broken
+    step (a missing file or function, a wrong signature, logs without a loss) is refused before
+    any file is written.
+
+    Raises:
+        ConfigError: What is wrong with the step, in one line.
+    """
+    from trainways.trainers import loop, prepare
+
+    scope = devices.strategy.scope() if devices is not None else contextlib.nullcontext()
+    with scope:
+        training = build_training(config, reuters)
+        loop.make_stepper(prepare(training.model, training.data, training.spec))
+    keras.backend.clear_session()
 
 
 def make_devices(config: RunConfig) -> Any:
@@ -221,6 +257,12 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         jit_compile=config.train.jit_compile,
         initial_epoch=first_epoch,
         steps_per_execution=config.train.steps_per_execution,
+        # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
+        # is created under the strategy the run trains with.
+        train_step=load_step(config.train.step, role="step") if config.train.step else None,
+        test_step=(
+            load_step(config.train.test_step, role="test_step") if config.train.test_step else None
+        ),
     )
     return Training(model, data, spec)
 
@@ -309,6 +351,8 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
     reuters = load_data(config.data)
     check_run_data(config, reuters, run_dir)
     devices = make_devices(config)
+    if config.train.step or config.train.test_step:
+        check_steps(config, reuters, devices)  # the step's file may have changed since
     if not _is_chief(config):
         # Reads the chief's checkpoint (the run directory must be visible to every worker);
         # writes only to its own scratch directory.
@@ -420,7 +464,13 @@ def _train(
     with devices.strategy.scope():
         training = build_training(config, reuters, first_epoch=first_epoch)
     _log_header(out, config, reuters, training, devices)
-    callbacks, checkpointer, timer, signals = _callbacks(out, config, quiet, resume_from)
+    callbacks, checkpointer, timer, signals = _callbacks(
+        out,
+        config,
+        quiet,
+        resume_from,
+        extra_optimizers(training.spec.train_step, training.spec.test_step),
+    )
     started = time.perf_counter()
     try:
         with devices.strategy.scope():
@@ -480,7 +530,11 @@ def _log_header(
 
 
 def _callbacks(
-    out: Path, config: RunConfig, quiet: bool, resume_from: checkpoint.Checkpoint | None
+    out: Path,
+    config: RunConfig,
+    quiet: bool,
+    resume_from: checkpoint.Checkpoint | None,
+    extra_optimizers: tuple[keras.optimizers.Optimizer, ...] = (),
 ) -> tuple[
     list[keras.callbacks.Callback],
     checkpoint.EpochCheckpoint,
@@ -518,6 +572,7 @@ def _callbacks(
         callbacks=[*schedule, best, timer],
         initial_history=history_so_far,
         restore_from=resume_from,
+        extra_optimizers=extra_optimizers,
     )
     callbacks += [
         tw_callbacks.HistoryCSV(str(out / rundir.HISTORY), append=resume_from is not None),

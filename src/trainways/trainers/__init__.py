@@ -18,7 +18,12 @@ from typing import Any
 
 import keras
 
-from trainways.config import METHODS, ConfigError, resolve_steps_per_execution
+from trainways.config import (
+    METHODS,
+    ConfigError,
+    check_steps_method,
+    resolve_steps_per_execution,
+)
 from trainways.trainers.base import TrainData, TrainSpec, compile_model, drive
 
 TrainFn = Callable[
@@ -92,6 +97,7 @@ def get_trainer(method: str) -> TrainFn:
         spec: TrainSpec,
         callbacks: Iterable[keras.callbacks.Callback] | None = None,
     ) -> keras.callbacks.History:
+        check_steps_method(method, step=spec.train_step, test_step=spec.test_step)
         return module.run(prepare(model, data, spec), callbacks)
 
     train.__doc__ = module.run.__doc__

@@ -37,6 +37,10 @@ class TrainSpec:
         steps_per_execution: Steps run per call between batch hooks, as ``fit``'s
             ``steps_per_execution``: a whole number that divides the steps of an epoch, or
             ``"epoch"``; :func:`trainways.trainers.prepare` resolves it against the data.
+        train_step: The user's step function ``step(model, x, y) -> logs``
+            (:mod:`trainways.steps`), run by the ``loop`` method instead of its built-in step.
+        test_step: The user's validation step, same contract; ``None`` validates with the
+            built-in step (or the model's own ``test_step``).
     """
 
     epochs: int
@@ -46,6 +50,8 @@ class TrainSpec:
     jit_compile: bool = False
     initial_epoch: int = 0
     steps_per_execution: int | str = 1
+    train_step: Callable[..., Any] | None = None
+    test_step: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,42 @@ Under a ``tf.distribute`` strategy each step runs per replica with ``strategy.ru
 replica's share of the global batch; the loss is ``tf.nn.compute_average_loss`` over the global
 batch (the all-reduced sum of the replicas' gradients is then the global batch's gradient), and
 the metric objects, created in the strategy's scope, aggregate over replicas when read.
+
+The step itself is one of three (:mod:`trainways.steps`): trainways' built-in step, the model's
+own ``train_step`` / ``test_step`` when its class overrides them, or a user's step function
+(``TrainSpec.train_step`` / ``test_step``), whose logs are tracked as the contract says. Whichever
+it is, it is compiled, distributed and driven the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from trainways import steps as user_steps
 from trainways.backends.tensorflow.distribute import Placement
 from trainways.trainers.base import TrainSpec
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What one kind of pass (training or validation) runs and reads.
+
+    Attributes:
+        single: The step on one device: ``(x, y) -> None``, updating ``metrics``.
+        replica: The same step for one replica's share of a batch under a strategy.
+        metrics: The objects it updates (reset at the start of each pass).
+        results: Reads them as logs (in cross-replica context under a strategy).
+    """
+
+    single: Callable[[Any, Any], Any]
+    replica: Callable[[Any, Any], Any]
+    metrics: list[keras.metrics.Metric]
+    results: Callable[[], dict[str, tf.Tensor]]
 
 
 class LoopStepper:
@@ -30,7 +54,7 @@ class LoopStepper:
 
     Args:
         model: The compiled model; its optimizer is the one the step applies.
-        spec: The loss, metrics and XLA setting.
+        spec: The loss, metrics and XLA setting, and the user's steps if any.
         element_spec: The ``(x, y)`` spec of the undistributed training batches.
         placement: Where the steps run (from :func:`trainways.backends.tensorflow.prepare`).
     """
@@ -43,26 +67,117 @@ class LoopStepper:
         self._loss_fn = spec.loss
         self._optimizer = model.optimizer
         self._strategy = strategy
+        self._element_spec = element_spec
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._metrics = [self._loss_tracker, *spec.metrics()]
+        self._spec = spec
         self._logs: dict[str, tf.Tensor] = {}
-        if strategy is None:
+        own = user_steps.has_own_step(model)
+        if spec.train_step is not None:
+            train = self._user_pass(spec.train_step, "step")
+        elif own:
+            train = self._own_pass(model.train_step, "train_step")
+        else:
+            train = _Pass(self._train, self._train_replica, self._metrics, self._results)
+        if spec.test_step is not None:
+            test = self._user_pass(spec.test_step, "test_step")
+        elif own and spec.train_step is None:
+            test = self._own_pass(model.test_step, "test_step")
+        else:
+            test = _Pass(self._test, self._test_replica, self._metrics, self._results)
+        self._passes = {"train": train, "test": test}
+        self._train_step, self._train_many = self._compile(train, spec.jit_compile)
+        self._test_step, self._test_many = self._compile(test, spec.jit_compile)
+
+    # ----------------------------------------------------------------- compiling a pass
+
+    def _compile(self, kind: _Pass, jit_compile: bool) -> tuple[Any, Any]:
+        """One step, and up to ``steps`` steps in one graph, as ``tf.function`` graphs."""
+        if self._strategy is None:
             # A fixed signature with an unknown batch dimension: the last, smaller batch of an
             # epoch reuses the same graph instead of tracing a second one.
-            signature = list(element_spec)
-            train, test = self._train, self._test
+            signature = list(self._element_spec)
+
+            def one(x: Any, y: Any) -> dict[str, tf.Tensor]:
+                kind.single(x, y)
+                return kind.results()
+
         else:
             signature = None  # per-replica values: traced from the distributed dataset's spec
-            train = self._distributed(self._train_replica)
-            test = self._distributed(self._test_replica)
-        self._train_step = tf.function(
-            train, input_signature=signature, jit_compile=spec.jit_compile, reduce_retracing=True
+
+            def one(x: Any, y: Any) -> dict[str, tf.Tensor]:
+                self._strategy.run(kind.replica, args=(x, y))
+                # Read in cross-replica context: the metrics' variables aggregate over replicas.
+                return kind.results()
+
+        step = tf.function(
+            one, input_signature=signature, jit_compile=jit_compile, reduce_retracing=True
         )
-        self._test_step = tf.function(
-            test, input_signature=signature, jit_compile=spec.jit_compile, reduce_retracing=True
-        )
-        self._train_many = tf.function(self._many(self._train_step), reduce_retracing=True)
-        self._test_many = tf.function(self._many(self._test_step), reduce_retracing=True)
+        many = tf.function(self._many(step, kind.results), reduce_retracing=True)
+        return step, many
+
+    def _probe(self, fn: Callable[[Any, Any], Any]) -> Any:
+        """Trace ``fn`` once, without running it, and return what it returned while traced.
+
+        Checks a user's step before any step runs (its logs' keys size the trackers), and builds
+        what the step creates on first use (a second optimizer's variables).
+        """
+        seen: list[Any] = []
+
+        def record(x: Any, y: Any) -> None:
+            seen.append(fn(x, y))
+
+        if self._strategy is None:
+            tf.function(record).get_concrete_function(*self._element_spec)
+        else:
+            strategy = self._strategy
+            tf.function(lambda x, y: strategy.run(record, args=(x, y))).get_concrete_function(
+                *self._element_spec
+            )
+        return seen[0]
+
+    # ----------------------------------------------------------------- a user's step function
+
+    def _user_pass(self, fn: Callable[..., Any], role: str) -> _Pass:
+        """A pass running the user's ``fn(model, x, y)``, its logs tracked as the contract says."""
+        model = self._model
+        traced = self._probe(lambda x, y: fn(model, x, y))
+        logs = user_steps.check_logs(traced, role=role, source=fn)
+        scalars = {
+            key: keras.metrics.Mean(name=key) for key in logs if key != user_steps.PREDICTIONS
+        }
+        metrics = self._spec.metrics() if user_steps.PREDICTIONS in logs else []
+
+        def track(x: Any, y: Any) -> None:
+            out = fn(model, x, y)
+            size = tf.shape(y)[0]
+            for key, tracker in scalars.items():
+                value = tf.cast(out[key], tf.float32)
+                if key == user_steps.LOSS:
+                    # Keras's loss objects divide by the replicas under a strategy (1 without):
+                    # log the batch's loss itself, as Keras's train_step does.
+                    value *= tf.distribute.get_strategy().num_replicas_in_sync
+                tracker.update_state(value, sample_weight=size)
+            for metric in metrics:
+                metric.update_state(y, out[user_steps.PREDICTIONS])
+
+        every = [*scalars.values(), *metrics]
+        return _Pass(track, track, every, lambda: {m.name: m.result() for m in every})
+
+    # ----------------------------------------------------------------- the model's own step
+
+    def _own_pass(self, method: Callable[[Any], Any], role: str) -> _Pass:
+        """A pass running the model's own ``train_step`` / ``test_step``: Keras's logs."""
+        model = self._model
+        # A step may return the results flat (get_metrics_result) or per metric object.
+        names = [*model.get_metrics_result(), *(metric.name for metric in model.metrics)]
+
+        def run(x: Any, y: Any) -> None:
+            user_steps.check_own_step_logs(method((x, y)), names, role=role)
+
+        return _Pass(run, run, list(model.metrics), model.get_metrics_result)
+
+    # ----------------------------------------------------------------- the built-in step
 
     def _total_loss(self, y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         loss = self._loss_fn(y, y_pred)
@@ -80,24 +195,18 @@ class LoopStepper:
         # copy per value instead of several eager ops per metric.
         return {metric.name: metric.result() for metric in self._metrics}
 
-    def _update_metrics(
-        self, loss: tf.Tensor, y: tf.Tensor, y_pred: tf.Tensor
-    ) -> dict[str, tf.Tensor]:
-        self._track(loss, y, y_pred)
-        return self._results()
-
-    def _train(self, x: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _train(self, x: tf.Tensor, y: tf.Tensor) -> None:
         with tf.GradientTape() as tape:
             y_pred = self._model(x, training=True)
             loss = self._total_loss(y, y_pred)
         variables = self._model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self._optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return self._update_metrics(loss, y, y_pred)
+        self._track(loss, y, y_pred)
 
-    def _test(self, x: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _test(self, x: tf.Tensor, y: tf.Tensor) -> None:
         y_pred = self._model(x, training=False)
-        return self._update_metrics(self._total_loss(y, y_pred), y, y_pred)
+        self._track(self._total_loss(y, y_pred), y, y_pred)
 
     def _train_replica(self, x: tf.Tensor, y: tf.Tensor) -> None:
         """One replica's share of a step: the loss averaged over the *global* batch."""
@@ -133,15 +242,9 @@ class LoopStepper:
             loss = loss + tf.add_n(self._model.losses)
         return loss
 
-    def _distributed(self, step: Callable[..., Any]) -> Callable[..., dict[str, tf.Tensor]]:
-        def run(x: Any, y: Any) -> dict[str, tf.Tensor]:
-            self._strategy.run(step, args=(x, y))
-            # Read in cross-replica context: the metrics' variables aggregate over replicas.
-            return self._results()
-
-        return run
-
-    def _many(self, step: Callable[..., Any]) -> Callable[[Any, tf.Tensor], Any]:
+    def _many(
+        self, step: Callable[..., Any], results: Callable[[], dict[str, tf.Tensor]]
+    ) -> Callable[[Any, tf.Tensor], Any]:
         """A graph body running up to ``steps`` of ``step`` on batches from an iterator."""
 
         def run(iterator: Any, steps: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -152,7 +255,7 @@ class LoopStepper:
                     break
                 step(*batch.get_value())
                 ran += 1
-            return ran, self._results()
+            return ran, results()
 
         return run
 
@@ -169,8 +272,9 @@ class LoopStepper:
         return int(ran)
 
     def reset(self) -> None:
-        for metric in self._metrics:
-            metric.reset_state()
+        for kind in self._passes.values():
+            for metric in kind.metrics:
+                metric.reset_state()
         self._logs = {}
 
     def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
