@@ -32,7 +32,7 @@ class ClippedSequential(keras.Sequential):
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
         gradients = tape.gradient(loss, self.trainable_variables)
         gradients, _ = tf.clip_by_global_norm(gradients, CLIP_NORM)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss)

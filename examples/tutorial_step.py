@@ -25,7 +25,7 @@ def train_step(model, x, y):
         y_pred = model(x, training=True)
         loss = loss_fn(y, y_pred)
     gradients = tape.gradient(loss, model.trainable_weights)
-    model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    model.optimizer.apply_gradients(zip(gradients, model.trainable_weights, strict=True))
     return {"loss": loss, "y_pred": y_pred}
 
 

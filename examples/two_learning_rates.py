@@ -31,7 +31,7 @@ def train_step(model, x, y):
         loss = loss_fn(y, y_pred)
     variables = model.trainable_variables
     gradients = tape.gradient(loss, variables)
-    pairs = list(zip(gradients, variables))
+    pairs = list(zip(gradients, variables, strict=True))
     embedding_optimizer.apply_gradients([(g, v) for g, v in pairs if _is_embedding(v)])
     model.optimizer.apply_gradients([(g, v) for g, v in pairs if not _is_embedding(v)])
     return {"loss": loss, "y_pred": y_pred}

@@ -85,6 +85,8 @@ def test_bad_distribution_flags_are_one_line_errors(argv, needle, capsys):
 EPOCHS = 3  # the killed worker dies in epoch 2
 OPTIONS = ("--max-len", "60", "--deterministic")  # as test_resume's: the same reference runs
 MIRRORED = ("--strategy", "mirrored", "--cpu-devices", "2")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TUTORIAL_STEP = f"{EXAMPLES / 'tutorial_step.py'}:train_step"
 
 
 def _free_ports(n: int) -> list[int]:
@@ -137,11 +139,14 @@ def mirrored_runs(corpus, tmp_path_factory) -> dict[str, Path]:
             spawned.spawn(*train_args(corpus, root / method, method, EPOCHS, *OPTIONS, *MIRRORED))
             for method in METHODS
         ]
+        # The tutorial's GradientTape step as a user's step function, run per replica.
+        step = (*OPTIONS, *MIRRORED, "--step", TUTORIAL_STEP)
+        processes.append(spawned.spawn(*train_args(corpus, root / "step", "loop", EPOCHS, *step)))
         for process in processes:
             assert spawned.wait(process) == 0, process.stderr_text
     finally:
         spawned.kill_all()
-    return {method: root / method for method in METHODS}
+    return {name: root / name for name in (*METHODS, "step")}
 
 
 @pytest.mark.realdata
@@ -177,6 +182,17 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(
     assert "MirroredStrategy over 2 logical CPU device(s), 2 replica(s)" in log
     assert "replicas: 2; batch 32 is the global batch, 16 per replica" in log
     _assert_same_training(run, single_device_runs[method], f"mirrored {method} vs one device")
+
+
+def test_a_users_step_runs_per_replica_and_matches_one_device(single_device_runs, mirrored_runs):
+    # On one device the tutorial's step equals the built-in one bit for bit (test_steps.py).
+    run = mirrored_runs["step"]
+    assert "replicas: 2" in (run / rundir.LOG).read_text()
+    _assert_same_training(run, single_device_runs["loop"], "mirrored user step vs one device")
+    keys = ("loss", "val_loss")
+    np.testing.assert_allclose(
+        _columns(run, *keys), _columns(single_device_runs["loop"], *keys), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)

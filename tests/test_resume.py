@@ -27,6 +27,8 @@ from trainways.cli import main
 from helpers import Children, assert_same_run, checkpoint_epochs, read_status, train_args
 
 METHODS = ("fit", "batch", "loop")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TWO_RATES = f"{EXAMPLES / 'two_learning_rates.py'}:train_step"
 EPOCHS = 3  # stopped in the second epoch; after the resume, the first checkpoint is pruned
 SMALL = ("--max-len", "60", "--deterministic")
 FAST = ("--steps-per-execution", "epoch", "--xla-optimizer")
@@ -117,6 +119,8 @@ STOPS = {
     "SIGKILL loop": Stop("loop", SMALL, signal.SIGKILL),
     # Whole-epoch executions have one batch hook per epoch: the wait is before epoch 2's only one.
     "SIGKILL loop levers": Stop("loop", (*SMALL, *FAST), signal.SIGKILL, pause_at="2:0"),
+    # A user's step with a second optimizer: its state must come back too (examples/).
+    "SIGKILL loop step": Stop("loop", (*SMALL, "--step", TWO_RATES), signal.SIGKILL),
     "SIGINT loop": Stop("loop", SMALL, signal.SIGINT),
     "SIGTERM loop": Stop("loop", SMALL, signal.SIGTERM),
 }
@@ -185,6 +189,14 @@ def test_sigkill_then_resume_with_the_speed_levers_on(corpus, unbroken_run, stop
     stop = stopped["SIGKILL loop levers"]
     assert stop.returncode == -signal.SIGKILL
     _resume_equals(stop, unbroken_run(corpus, "loop", EPOCHS, *SMALL, *FAST))
+
+
+def test_sigkill_then_resume_with_a_users_step_and_its_second_optimizer(
+    corpus, unbroken_run, stopped
+):
+    stop = stopped["SIGKILL loop step"]
+    assert stop.returncode == -signal.SIGKILL
+    _resume_equals(stop, unbroken_run(corpus, "loop", EPOCHS, *SMALL, "--step", TWO_RATES))
 
 
 @pytest.mark.parametrize(

@@ -203,15 +203,17 @@ def measure(
     for method in methods:
         # Fresh layer-name counters, so each model's variables have the same paths.
         keras.backend.clear_session()
-        run.seed_everything(config)
-        training = run.build_training(config, reuters)
+        # A user's step goes to the loop method only: fit and batch run their own.
+        method_config = replace(config, train=config.train.for_method(method))
+        run.seed_everything(method_config)
+        training = run.build_training(method_config, reuters)
         capture = _FirstEpochWeights()
         timer = tw_callbacks.EpochLogger(run.LOG.getChild(f"agree.{method}"))
         history = get_trainer(method)(
             training.model,
             training.data,
             training.spec,
-            [*run.schedule_callbacks(config), capture, timer],
+            [*run.schedule_callbacks(method_config), capture, timer],
         )
         run.LOG.info(
             "%s: %d epoch(s) in %.1f s", method, len(timer.epoch_seconds), sum(timer.epoch_seconds)

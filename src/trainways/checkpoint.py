@@ -540,12 +540,17 @@ def latest_checkpoint(run_dir: Path | str) -> Checkpoint | None:
 
 
 def _matching_variables(
-    where: str, what: str, optimizer: keras.optimizers.Optimizer, saved_class: str, saved: Any
+    where: str,
+    what: str,
+    owner: str,
+    optimizer: keras.optimizers.Optimizer,
+    saved_class: str,
+    saved: Any,
 ) -> list[Any]:
     """``optimizer``'s variables, checked against a checkpoint's saved class and shapes."""
     if type(optimizer).__name__ != saved_class:
         raise ValueError(
-            f"checkpoint {where} holds a {saved_class} {what}, the run has "
+            f"checkpoint {where} holds a {saved_class} {what}, the {owner} has "
             f"{type(optimizer).__name__}"
         )
     variables = optimizer.variables
@@ -553,10 +558,10 @@ def _matching_variables(
     saved_shapes = [tuple(a.shape) for a in saved]
     if shapes != saved_shapes:
         if len(shapes) != len(saved_shapes):
-            detail = f"{len(saved_shapes)} {what} variables, the run's {len(shapes)}"
+            detail = f"{len(saved_shapes)} {what} variables, the {owner}'s {len(shapes)}"
         else:
             i = next(i for i, (a, b) in enumerate(zip(saved_shapes, shapes, strict=True)) if a != b)
-            detail = f"{what} variable {i} of shape {saved_shapes[i]}, the run's {shapes[i]}"
+            detail = f"{what} variable {i} of shape {saved_shapes[i]}, the {owner}'s {shapes[i]}"
         raise ValueError(
             f"checkpoint {where} holds {detail}: is it the same model, data, step and optimizer "
             "configuration?"
@@ -590,6 +595,7 @@ def restore_model(
             _matching_variables(
                 where,
                 "optimizer",
+                "model",
                 optimizer,
                 checkpoint.optimizer_class,
                 checkpoint.optimizer_variables,
@@ -607,7 +613,7 @@ def restore_model(
         zip(extra_optimizers, checkpoint.extra_optimizers, strict=True), start=1
     ):
         what = f"optimizer {k} of the step"
-        variables = _matching_variables(where, what, extra, saved_class, saved)
+        variables = _matching_variables(where, what, "step", extra, saved_class, saved)
         assignments += zip(variables, saved, strict=True)
     model.set_weights(list(checkpoint.weights))
     for variable, value in assignments:

@@ -258,6 +258,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     given = _given_options(args)
     if "train.epochs" not in given and not config_file and hasattr(args, "epochs_default"):
         given["train.epochs"] = args.epochs_default
+    if args.command in ("agree", "compare") and {"train.step", "train.test_step"} & set(given):
+        # The step is the loop method's; agree and compare train fit and batch beside it.
+        given["train.method"] = "loop"
     return apply_options(base, given)
 
 

@@ -23,8 +23,7 @@ def tutorial_config(config: RunConfig, method: str) -> RunConfig:
     return replace(
         config,
         train=replace(
-            config.train,
-            method=method,
+            config.train.for_method(method),
             epochs=10,
             lr_halve_at=5 if method == "batch" else None,
         ),
@@ -89,7 +88,7 @@ def run_comparison(
         method_config = (
             tutorial_config(config, method)
             if tutorial
-            else replace(config, train=replace(config.train, method=method))
+            else replace(config, train=config.train.for_method(method))
         )
         status = (rundir.read_status(run) or {}).get("state")
         if status == rundir.COMPLETED:

@@ -170,10 +170,12 @@ class LoopStepper:
         """A pass running the model's own ``train_step`` / ``test_step``: Keras's logs."""
         model = self._model
         # A step may return the results flat (get_metrics_result) or per metric object.
-        names = [*model.get_metrics_result(), *(metric.name for metric in model.metrics)]
+        names = dict.fromkeys([*model.get_metrics_result(), *(m.name for m in model.metrics)])
+        traced = self._probe(lambda x, y: method((x, y)))
+        user_steps.check_own_step_logs(traced, list(names), role=role)
 
         def run(x: Any, y: Any) -> None:
-            user_steps.check_own_step_logs(method((x, y)), names, role=role)
+            method((x, y))
 
         return _Pass(run, run, list(model.metrics), model.get_metrics_result)
 
