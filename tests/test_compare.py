@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,20 @@ def test_the_report_says_epoch_1_and_final_differences_for_what_they_are(compari
     assert agreement["weight_difference_after_epoch_1"] == pytest.approx(0.25)
     assert agreement["final_weight_difference"] == 0.0
     assert agreement["identical_after_epoch_1"] is False
+
+
+def test_compare_sets_a_users_step_in_loop_beside_fit(corpus, tmp_path, in_process_children):
+    step = f"{Path(__file__).resolve().parents[1] / 'examples' / 'tutorial_step.py'}:train_step"
+    out = tmp_path / "step"
+    argv = ["compare", "--data", str(corpus), "--out", str(out), "--methods", "fit,loop"]
+    assert main([*argv, *ARGS, "--step", step]) == 0
+    configs = {
+        m: json.loads((out / m / "config.json").read_text())["train"] for m in ("fit", "loop")
+    }
+    assert configs["loop"]["step"] == step
+    assert configs["fit"]["step"] is None
+    report = json.loads((out / "comparison.json").read_text())
+    assert [row["method"] for row in report["rows"]] == ["fit", "loop"]
+    # Same variable paths in both runs (the loop child checked its step on a throwaway model),
+    # so the report could compare their weights.
+    assert report["agreement"]["weight_difference_after_epoch_1"] < 1e-3

@@ -132,6 +132,9 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
         )
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)
+    # Forget the throwaway models' layer names: the run's model is then named the same whatever
+    # was checked (variable paths are compared between runs, and a --step checks one more).
+    keras.backend.clear_session()
 
 
 def _output_shape(model: keras.Model, max_len: int) -> tuple[int | None, ...]:
@@ -158,7 +161,7 @@ def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     with scope:
         training = build_training(config, reuters)
         loop.make_stepper(prepare(training.model, training.data, training.spec))
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # as check_model: the throwaway's names are forgotten
 
 
 def make_devices(config: RunConfig) -> Any:

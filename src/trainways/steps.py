@@ -67,7 +67,7 @@ def _import_file(path: Path, ref: str, role: str) -> Any:
         raise ConfigError(f"{role} {ref!r}: no file {path}: give FILE.py:FUNCTION", keys=(role,))
     # One module per file, under a stable name: Keras finds classes the file defines (a model
     # with its own train_step) by their module when it saves and loads them.
-    name = f"trainways_user.{path.stem}"
+    name = f"trainways_user_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
