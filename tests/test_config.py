@@ -69,8 +69,10 @@ def _non_default(opt):
     """A valid value other than the default for each option of the table."""
     special = {
         "data.source": "/somewhere/reuters.npz",
-        "model.preset": None,  # one preset today
+        "model.preset": "/code/model.py:build",
         "train.method": "loop",
+        "train.step": "/code/step.py:train_step",
+        "train.test_step": "/code/step.py:test_step",
         "train.precision": "mixed_bfloat16",
         "train.steps_per_execution": "epoch",
         "device.strategy": "mirrored",

@@ -9,6 +9,7 @@ and the contract (History keys, callback sequence, batches per epoch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -46,6 +47,7 @@ class TenEpochs:
     histories: dict[str, dict[str, list[float]]]
     calls: dict[str, list[tuple[str, Any]]]  # the Spy's (hook, index) per method
     agreement: Agreement
+    first: dict[str, list[tuple[str, np.ndarray]]]  # each method's weights after epoch 1
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def ten_epochs(real_reuters) -> TenEpochs:
         first[method] = capture.weights
         final[method] = [(v.path, np.array(v.numpy())) for v in training.model.weights]
         histories[method], calls[method] = history.history, spy.calls
-    return TenEpochs(histories, calls, compare(first, final, histories))
+    return TenEpochs(histories, calls, compare(first, final, histories), first)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -69,6 +71,25 @@ def test_three_epochs_reach_sixty_percent(ten_epochs, method):
     history = ten_epochs.histories[method]
     assert history["loss"][2] < history["loss"][0]
     assert max(history["val_accuracy"][:3]) >= 0.60, history["val_accuracy"]
+
+
+def test_the_tutorial_step_as_a_users_step_equals_the_built_in_loop(ten_epochs, real_reuters):
+    # examples/tutorial_step.py, loaded as --step loads it, for one epoch of the same training.
+    step = str(Path(__file__).resolve().parents[1] / "examples" / "tutorial_step.py:train_step")
+    config = RunConfig(
+        train=TrainConfig(method="loop", epochs=1, seed=11, deterministic=True, step=step)
+    )
+    keras.backend.clear_session()
+    run.seed_everything(config)
+    training = run.build_training(config, real_reuters)
+    history = get_trainer("loop")(training.model, training.data, training.spec, [])
+    ours = [(v.path, np.array(v.numpy())) for v in training.model.weights]
+    for (name, value), (expected_name, expected) in zip(
+        ours, ten_epochs.first["loop"], strict=True
+    ):
+        assert name == expected_name
+        assert np.array_equal(value, expected), name
+    assert history.history["val_accuracy"] == ten_epochs.histories["loop"]["val_accuracy"][:1]
 
 
 @pytest.mark.parametrize("method", METHODS)

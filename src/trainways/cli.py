@@ -314,6 +314,9 @@ def cmd_agree(args: argparse.Namespace) -> int:
     run.LOG.info("data:   %s", reuters.source)
     agreement, histories = measure(config, reuters)
     print(f"seed: {config.train.seed} (op determinism on)")
+    for role in ("step", "test_step"):
+        if getattr(config.train, role):
+            print(f"loop runs your {role.replace('_', ' ')} {getattr(config.train, role)}")
     print(format_agreement(agreement))
     if args.json:
         # What was trained: every method, deterministic; the config's method field means nothing.
