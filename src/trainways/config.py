@@ -289,6 +289,9 @@ class TrainConfig:
     Attributes:
         method: ``fit`` (``Model.fit``), ``batch`` (``train_on_batch`` loop) or ``loop``
             (``tf.GradientTape`` loop).
+        step: The user's training step for ``loop``, ``FILE.py:FUNCTION`` with an absolute path
+            (:mod:`trainways.steps`); ``None`` runs the built-in step (or the model's own).
+        test_step: The user's validation step, same form; ``None`` validates with the built-in.
         epochs: Number of passes over the training split.
         batch_size: Samples per step, for training and validation alike.
         learning_rate: Nadam's initial learning rate.
@@ -325,6 +328,21 @@ class TrainConfig:
         group="training",
         help="fit: Model.fit; batch: train_on_batch loop; loop: GradientTape loop "
         "(default: {default})",
+    )
+    step: str | None = option(
+        flag="--step",
+        parse=_code_ref,
+        metavar="FILE.py:FUNCTION",
+        group="training",
+        help="your training step for --method loop: FUNCTION(model, x, y) in FILE.py, "
+        "returning {'loss': ..., 'y_pred': ...} (see docs/custom-steps.md)",
+    )
+    test_step: str | None = option(
+        flag="--test-step",
+        parse=_code_ref,
+        metavar="FILE.py:FUNCTION",
+        group="training",
+        help="your validation step for --method loop, same contract (default: the built-in)",
     )
     epochs: int = option(
         10,
@@ -417,22 +435,6 @@ class TrainConfig:
         group="speed",
         help="float32, or mixed_bfloat16: bfloat16 arithmetic with float32 weights, faster on "
         "CPUs with AMX/AVX512-BF16 and Ampere+ GPUs, slower elsewhere (default: {default})",
-    )
-
-    step: str | None = option(
-        flag="--step",
-        parse=_code_ref,
-        metavar="FILE.py:FUNCTION",
-        group="training",
-        help="your training step for --method loop: FUNCTION(model, x, y) in FILE.py, "
-        "returning {'loss': ..., 'y_pred': ...} (see docs/custom-steps.md)",
-    )
-    test_step: str | None = option(
-        flag="--test-step",
-        parse=_code_ref,
-        metavar="FILE.py:FUNCTION",
-        group="training",
-        help="your validation step for --method loop, same contract (default: the built-in)",
     )
 
     def __post_init__(self) -> None:

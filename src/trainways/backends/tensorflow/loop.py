@@ -81,7 +81,7 @@ class LoopStepper:
             train = _Pass(self._train, self._train_replica, self._metrics, self._results)
         if spec.test_step is not None:
             test = self._user_pass(spec.test_step, "test_step")
-        elif own and spec.train_step is None:
+        elif own:  # the model's test_step goes with its train_step, or with the user's step
             test = self._own_pass(model.test_step, "test_step")
         else:
             test = _Pass(self._test, self._test_replica, self._metrics, self._results)
