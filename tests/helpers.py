@@ -193,10 +193,11 @@ class Children:
         self.cache = cache
         self.processes: list[Any] = []
 
-    def spawn(self, *args: str, pause_at: str | None = None, marker=None):
+    def spawn(self, *args: str, pause_at: str | None = None, marker=None, script=None):
         """Start ``trainways ARGS``; with ``pause_at="EPOCH:BATCH"``, through ``PAUSE_SCRIPT``.
 
         The paused child writes ``marker`` when it reaches that batch (see pause_at_batch.py).
+        With ``script``, start ``python SCRIPT ARGS`` instead.
         """
         env = {**os.environ, "TRAINWAYS_CACHE_DIR": str(self.cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
         env.pop("TF_CONFIG", None)
@@ -204,6 +205,8 @@ class Children:
         if pause_at is not None:
             program = [sys.executable, str(PAUSE_SCRIPT)]
             env.update(TRAINWAYS_TEST_PAUSE_AT=pause_at, TRAINWAYS_TEST_PAUSE_MARKER=str(marker))
+        if script is not None:
+            program = [sys.executable, str(script)]
         process = subprocess.Popen(
             [*program, *args],
             env=env,

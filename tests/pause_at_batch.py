@@ -4,10 +4,10 @@
         python tests/pause_at_batch.py train ...
 
 Runs ``trainways.cli.main(argv)`` with one more callback in the run's list (it wraps
-``trainways.run._callbacks``; nothing in the package knows about it). When the first training
-batch numbered BATCH or later (0-based, as Keras counts) of epoch EPOCH (1-based) is about to
-start, it writes FILE and waits, so that a test can send a signal while the run stands at a known
-place in the middle of an epoch, with the epochs before it checkpointed.
+``trainways.run.training_callbacks``; nothing in the package knows about it). When the first
+training batch numbered BATCH or later (0-based, as Keras counts) of epoch EPOCH (1-based) is
+about to start, it writes FILE and waits, so that a test can send a signal while the run stands at
+a known place in the middle of an epoch, with the epochs before it checkpointed.
 
 The wait ends after ``PAUSE_SECONDS``, or as soon as the run's ``StopOnSignal`` has received
 SIGINT or SIGTERM (a sleep in the main thread is woken by a handled signal, but Python then sleeps
@@ -63,5 +63,5 @@ def _with_pause(callbacks_of):
 
 
 if __name__ == "__main__":
-    run._callbacks = _with_pause(run._callbacks)
+    run.training_callbacks = _with_pause(run.training_callbacks)
     sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "train"]
+__all__ = ["Loop", "__version__", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from trainways.api import train
 
         return train
+    if name == "Loop":
+        from trainways.own_loop import Loop
+
+        return Loop
     raise AttributeError(f"module 'trainways' has no attribute {name!r}")

@@ -673,6 +673,11 @@ class RunConfig:
         """
         if not isinstance(raw, Mapping):
             raise ConfigError(f"a configuration is a JSON object of sections, got {raw!r:.60}")
+        if "loop" in raw:
+            raise ConfigError(
+                f"this run was made by trainways.Loop in {raw['loop'].get('script')}: run that "
+                "script again to resume it"
+            )
         unknown = set(raw) - set(_SECTIONS)
         if unknown:
             raise ConfigError(

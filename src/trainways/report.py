@@ -43,8 +43,9 @@ def summarize_history(
     epochs = len(next(iter(history.values()), []))
     final = {key: float(values[-1]) for key, values in history.items() if values}
     summary: dict[str, Any] = {"epochs": epochs, "final": final}
-    monitor = "val_accuracy" if "val_accuracy" in history else "accuracy"
-    if epochs:
+    # A user's own loop (trainways.Loop) may log no accuracy: then no best epoch is named.
+    monitor = next((m for m in ("val_accuracy", "accuracy") if m in history), None)
+    if epochs and monitor:
         best = best_epoch(history, monitor)
         summary["best"] = {
             "epoch": best + 1,

@@ -12,8 +12,8 @@ happens here, in the order a reader meets it:
 2. :func:`_start` records ``running``, sends the log to ``train.log``, and turns a second
    Ctrl-C or an unexpected error into a truthful ``status.json``.
 3. :func:`_train` builds the model and data (:func:`build_training`, the same for every method),
-   assembles the callbacks (:func:`_callbacks`), and hands them to the method's trainer.
-4. A stop — a signal, a non-finite loss, a lost worker — is recorded by :func:`_record_stop`;
+   assembles the callbacks (:func:`training_callbacks`), and hands them to the method's trainer.
+4. A stop — a signal, a non-finite loss, a lost worker — is recorded by :func:`record_stop`;
    a completed run's outputs by :func:`_write_outputs`. ``status.json`` is written from this
    module only, and last.
 """
@@ -467,7 +467,7 @@ def _train(
     with devices.strategy.scope():
         training = build_training(config, reuters, first_epoch=first_epoch)
     _log_header(out, config, reuters, training, devices)
-    callbacks, checkpointer, timer, signals = _callbacks(
+    callbacks, checkpointer, timer, signals = training_callbacks(
         out,
         config,
         quiet,
@@ -481,13 +481,13 @@ def _train(
                 training.model, training.data, training.spec, callbacks
             )
     except tw_callbacks.TrainingStopped as stop:
-        return _record_stop(out, config, stop)
+        return record_stop(out, config, stop)
     except Exception as error:
         from trainways.backends import current
 
         if config.device.strategy != "multiworker" or not current().is_cluster_failure(error):
             raise
-        return _record_stop(out, config, error)
+        return record_stop(out, config, error)
     finally:
         signals.restore_handlers()
     _write_outputs(
@@ -532,20 +532,27 @@ def _log_header(
     )
 
 
-def _callbacks(
+def training_callbacks(
     out: Path,
     config: RunConfig,
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None,
     extra_optimizers: tuple[keras.optimizers.Optimizer, ...] = (),
+    *,
+    user_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    best_monitor: tuple[str, str] | None = ("val_accuracy", "max"),
 ) -> tuple[
     list[keras.callbacks.Callback],
     checkpoint.EpochCheckpoint,
     tw_callbacks.EpochLogger,
     tw_callbacks.StopOnSignal,
 ]:
-    """The run's callbacks, in the order they must run, and the ones :func:`_train` reads."""
-    schedule = schedule_callbacks(config)
+    """The run's callbacks, in the order they must run, and the ones :func:`_train` reads.
+
+    ``user_callbacks`` (a :class:`trainways.Loop`'s) run after the schedule and are checkpointed
+    like it; ``best_monitor`` is ``best.keras``'s ``(monitor, mode)``, or ``None`` for none.
+    """
+    schedule = [*schedule_callbacks(config), *user_callbacks]
     timer = tw_callbacks.EpochLogger()
     signals = tw_callbacks.StopOnSignal()
     history_so_far = resume_from.history if resume_from else {}
@@ -566,30 +573,38 @@ def _callbacks(
         # Keras's own callback; it also logs the learning rate each epoch.
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
     # The tutorial's model overfits after a few epochs, so its last epoch is rarely its best.
-    best = keras.callbacks.ModelCheckpoint(
-        str(out / rundir.BEST), monitor="val_accuracy", mode="max", save_best_only=True
-    )
+    best = [
+        keras.callbacks.ModelCheckpoint(
+            str(out / rundir.BEST), monitor=monitor, mode=mode, save_best_only=True
+        )
+        for monitor, mode in ([best_monitor] if best_monitor else [])
+    ]
     # The timer is tracked too, so that a resumed run's metrics.json keeps every epoch's time.
     checkpointer = checkpoint.EpochCheckpoint(
         out,
-        callbacks=[*schedule, best, timer],
+        callbacks=[*schedule, *best, timer],
         initial_history=history_so_far,
         restore_from=resume_from,
         extra_optimizers=extra_optimizers,
     )
     callbacks += [
         tw_callbacks.HistoryCSV(str(out / rundir.HISTORY), append=resume_from is not None),
-        best,
+        *best,
         checkpointer,  # last: it saves the state the callbacks before it have just updated
     ]
     return callbacks, checkpointer, timer, signals
 
 
-def _record_stop(out: Path, config: RunConfig, stop: BaseException) -> int:
-    """Record a run that stopped before its last epoch; return its exit status."""
+def record_stop(
+    out: Path, config: RunConfig, stop: BaseException, resume: str | None = None
+) -> int:
+    """Record a run that stopped before its last epoch; return its exit status.
+
+    ``resume`` says how to continue it (default: ``trainways train --resume OUT``).
+    """
     latest = checkpoint.load_checkpoint(out, warn=LOG.warning)
     done = latest.epoch if latest else 0
-    resume = rundir.resume_command(out)
+    resume = resume or rundir.resume_command(out)
     if isinstance(stop, tw_callbacks.Interrupted):
         name = signal.Signals(stop.signum).name
         rundir.set_status(

@@ -142,7 +142,7 @@ def load_step(ref: str, *, role: str = "step") -> StepFn:
     return fn
 
 
-def check_logs(logs: Any, *, role: str, source: Any) -> dict[str, Any]:
+def check_logs(logs: Any, *, role: str, source: Any, who: str | None = None) -> dict[str, Any]:
     """The logs a step returned, checked against the contract (module docstring).
 
     Called while the step is traced, so a broken step fails before it trains anything.
@@ -151,21 +151,22 @@ def check_logs(logs: Any, *, role: str, source: Any) -> dict[str, Any]:
         logs: What the step returned.
         role: ``step`` or ``test_step``.
         source: The step, named in errors.
+        who: What errors say returned the logs (default: ``role`` and the step's name).
 
     Raises:
         ConfigError: ``logs`` is not a dict, has no ``"loss"``, or a value other than
             ``"y_pred"`` is not a scalar.
     """
-    name = _name(source)
+    name = who or f"{role} {_name(source)}"
     if not isinstance(logs, Mapping):
         raise ConfigError(
-            f"{role} {name} returned {type(logs).__name__}, not a dict of logs: return "
+            f"{name} returned {type(logs).__name__}, not a dict of logs: return "
             "{'loss': loss, 'y_pred': y_pred}",
             keys=(role,),
         )
     if LOSS not in logs:
         raise ConfigError(
-            f"{role} {name} returned no loss (keys: {', '.join(map(str, logs)) or 'none'}): "
+            f"{name} returned no loss (keys: {', '.join(map(str, logs)) or 'none'}): "
             "return {'loss': loss, ...}",
             keys=(role,),
         )
@@ -175,7 +176,7 @@ def check_logs(logs: Any, *, role: str, source: Any) -> dict[str, Any]:
         shape = getattr(value, "shape", ())
         if len(shape) != 0:
             raise ConfigError(
-                f"{role} {name} returned {key!r} of shape {tuple(shape)}: logs other than "
+                f"{name} returned {key!r} of shape {tuple(shape)}: logs other than "
                 f"{PREDICTIONS!r} must be scalars (the batch's mean)",
                 keys=(role,),
             )

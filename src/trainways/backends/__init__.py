@@ -9,6 +9,9 @@ for the backend's module, and each module offers the same names:
                            work-arounds a strategy needs; ``distribute(data)`` splits batches over
                            replicas, ``batch_size(y)`` counts a (distributed) batch
 ``LoopStepper``            the ``loop`` method's step (a hand-written gradient update, compiled)
+``compile_step(fn, p)``    a user's step for :class:`trainways.Loop`, compiled, per replica under
+                           ``p``'s strategy; ``p.gather(y)`` joins a distributed batch,
+                           ``p.spans_workers`` says whether it spans processes
 ``XlaNadam``               Nadam with its update compiled as one function (``--xla-optimizer``)
 ``enable_determinism()``   deterministic kernels (``--deterministic``)
 ``is_cluster_failure(e)``  whether ``e`` means a peer of a multi-worker job was lost

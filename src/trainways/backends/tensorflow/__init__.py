@@ -7,6 +7,7 @@ from trainways.backends.tensorflow import devices
 from trainways.backends.tensorflow.distribute import Placement, is_cluster_failure, prepare
 from trainways.backends.tensorflow.loop import LoopStepper
 from trainways.backends.tensorflow.optimizers import XlaNadam
+from trainways.backends.tensorflow.own_loop import compile_step
 
 
 def enable_determinism() -> None:
@@ -20,6 +21,7 @@ __all__ = [
     "LoopStepper",
     "Placement",
     "XlaNadam",
+    "compile_step",
     "devices",
     "enable_determinism",
     "is_cluster_failure",

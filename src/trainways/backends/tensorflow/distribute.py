@@ -44,6 +44,17 @@ class Placement:
             else self.strategy.experimental_distribute_dataset(validation),
         )
 
+    @property
+    def spans_workers(self) -> bool:
+        """Whether the strategy spans several processes (``MultiWorkerMirroredStrategy``)."""
+        return isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def gather(self, value: Any) -> Any:
+        """A (distributed) batch as one tensor: the replicas' parts joined in replica order."""
+        if self.strategy is None:
+            return value
+        return tf.concat(self.strategy.experimental_local_results(value), axis=0)
+
     def batch_size(self, y: Any) -> int:
         """Examples in a batch of labels, summed over every replica of every worker."""
         if self.strategy is None:
@@ -98,7 +109,8 @@ def build_for_training(
 
     def build() -> None:
         y_pred = model(x, training=False)
-        model.compute_loss(x, y, y_pred)
+        if model.loss is not None:  # a trainways.Loop's model may be compiled without one
+            model.compute_loss(x, y, y_pred)
         model.compute_metrics(x, y, y_pred)
 
     if strategy is None:

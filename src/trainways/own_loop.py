@@ -1,0 +1,414 @@
+"""Level 3: the user's own training loop, with trainways' callbacks, run directory and resume.
+
+:class:`Loop` hands the user the epochs and the batches and takes back each batch's logs; around
+that it does what ``Model.fit`` and ``trainways train`` do: callbacks in ``fit``'s order, true
+epoch means, the progress bar and epoch lines, History, and with ``out`` the run directory
+(``status.json``, ``train.log``, ``history.csv``, checkpoints with the optimizer's state,
+``best.keras``, ``model.keras``, ``metrics.json``), resuming where a killed run stopped, and a
+clean stop on SIGINT / SIGTERM::
+
+    loop = trainways.Loop(model, x, y, validation_data=(x_val, y_val), epochs=10, out="runs/a")
+    for epoch in loop.epochs():
+        for x_batch, y_batch in loop.batches():
+            loop.log(model.train_on_batch(x_batch, y_batch, return_dict=True))
+        loop.validate(lambda x, y: model.test_on_batch(x, y, return_dict=True))
+
+The logs are those of :mod:`trainways.steps`: a dict with ``"loss"``, other scalars, and
+optionally ``"y_pred"`` for the loop's metrics. ``docs/own-loop.md`` is the manual.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainways import callbacks as tw_callbacks
+from trainways import checkpoint, rundir, steps
+from trainways.config import ConfigError, RunConfig, TrainConfig
+
+EXIT_FAILED = 1
+
+
+class LoopError(RuntimeError):
+    """The loop was driven out of order (a one-line message says how to drive it)."""
+
+
+class Loop:
+    """Drive your own training loop with trainways' callbacks, run directory and resume.
+
+    Args:
+        model: A Keras model compiled with its optimizer (``model.compile(optimizer=...)``,
+            and a loss for ``train_on_batch``): checkpoints keep that optimizer's state. Build
+            it in a ``MirroredStrategy``'s scope to train on several devices.
+        x: Training inputs (NumPy array).
+        y: Training labels.
+        validation_data: ``(x_val, y_val)`` for :meth:`validate`, or ``None``.
+        epochs: Epochs to train (the last one's index + 1, as ``fit``'s ``epochs``).
+        batch_size: Examples per batch (the global batch under a strategy).
+        seed: Seeds Python, NumPy, the backend and the per-epoch order (``None`` draws one,
+            recorded in ``out``). A resumed run keeps the recorded one.
+        deterministic: Also make the backend's kernels deterministic, so that a seeded run
+            repeats, and resumes, bit for bit.
+        metrics: Keras metric objects updated from logs that carry ``"y_pred"``.
+        callbacks: Keras callbacks, driven as ``fit`` drives them.
+        out: The run directory. A new or empty one starts a run; one left by a stopped run
+            resumes it; a completed one is refused. ``None`` writes nothing.
+        verbose: Print the epoch lines (and a progress bar on a terminal).
+        optimizers: Optimizers your step applies besides ``model.optimizer``: checkpointed too.
+
+    Raises:
+        ConfigError: A bad argument, an uncompiled model, or a multi-worker strategy.
+        RunDirError: ``out`` holds a completed run or is not writable.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        x: Any,
+        y: Any,
+        *,
+        validation_data: tuple[Any, Any] | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        seed: int | None = None,
+        deterministic: bool = False,
+        metrics: Sequence[keras.metrics.Metric] = (),
+        callbacks: Iterable[keras.callbacks.Callback] | None = None,
+        out: str | Path | None = None,
+        verbose: bool = True,
+        optimizers: Sequence[keras.optimizers.Optimizer] = (),
+    ) -> None:
+        from trainways import run
+        from trainways.backends import current
+        from trainways.data import make_dataset, steps_per_epoch
+        from trainways.trainers import TrainData
+
+        if getattr(model, "optimizer", None) is None:
+            raise ConfigError(
+                "Loop needs the model compiled with its optimizer, whose state checkpoints "
+                "keep: model.compile(optimizer=optimizer) (add loss= for train_on_batch)"
+            )
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) != len(y):
+            raise ConfigError(f"x has {len(x)} samples but y has {len(y)}; they must match")
+        self.model = model
+        self._out = Path(out) if out is not None else None
+        self._resume_from = None
+        recorded = self._open_run_dir(seed) if self._out is not None else None
+        config = RunConfig(
+            train=TrainConfig(
+                method="loop",
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed if seed is not None else recorded,
+                deterministic=deterministic,
+            )
+        )
+        self._config = run.with_seed(config)
+        run.seed_everything(self._config)
+        seed = self._config.train.seed
+        self._first_epoch = self._resume_from.epoch if self._resume_from else 0
+        self._steps = steps_per_epoch(len(x), batch_size)
+        train = make_dataset(
+            x, y, batch_size=batch_size, shuffle=True, seed=seed, first_epoch=self._first_epoch
+        )
+        validation = None
+        if validation_data is not None:
+            x_val, y_val = (np.asarray(part) for part in validation_data)
+            validation = make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False)
+        self._backend = current()
+        self._placement = self._backend.prepare(model, TrainData(train, validation, self._steps))
+        if self._placement.spans_workers:
+            raise ConfigError(
+                "Loop runs on one machine: one device, or MirroredStrategy over its devices; "
+                "for several workers use trainways train --strategy multiworker"
+            )
+        data = self._placement.distribute(TrainData(train, validation, self._steps))
+        self._train, self._validation = data.train, data.validation
+        self._element_spec = train.element_spec
+        self._metrics = list(metrics)
+        self._extra_optimizers = tuple(optimizers)
+        self._verbose = verbose
+        self._user_callbacks = list(callbacks or [])
+        self._setup_callbacks(epochs)
+        # Where the user is: None outside epochs(), else the epoch; the batch being trained.
+        self._epoch: int | None = None
+        self._batch: tuple[Any, Any] | None = None
+        self._logged = False
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._epoch_logs: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    # ----------------------------------------------------------------- the run directory
+
+    def _open_run_dir(self, seed: int | None) -> int | None:
+        """Start or resume the run in ``out``; return the seed a resumed run recorded."""
+        out = self._out
+        status = rundir.read_status(out) if out.is_dir() else None
+        if status is None:
+            rundir.prepare(out, overwrite=False)
+            return None
+        if status.get("state") == rundir.COMPLETED:
+            raise rundir.RunDirError(
+                f"Loop(out={str(out)!r}): that run is already completed; pass a new out"
+            )
+        recorded = rundir.read_config(out).get("loop", {}).get("seed")
+        if seed is not None and recorded is not None and seed != recorded:
+            raise ConfigError(
+                f"Loop(out={str(out)!r}) resumes a run seeded {recorded}, not {seed}: pass "
+                f"seed={recorded} (or seed=None), or a new out"
+            )
+        self._resume_from = checkpoint.load_checkpoint(out, warn=self._warn)
+        return recorded
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        print(f"trainways: warning: {message}", file=sys.stderr)
+
+    def _setup_callbacks(self, epochs: int) -> None:
+        from trainways import run
+
+        out = self._out
+        if out is None:
+            run.configure_logging(None, quiet=not self._verbose)
+            callbacks = [
+                tw_callbacks.StopOnSignal(),
+                tw_callbacks.StopOnNonFiniteLoss(),
+                *self._user_callbacks,
+            ]
+            if self._verbose:
+                callbacks.append(tw_callbacks.EpochLogger())
+            self._checkpointer = self._timer = None
+        else:
+            run.configure_logging(out / rundir.LOG, quiet=not self._verbose)
+            rundir.write_json(
+                out / rundir.CONFIG,
+                {"loop": {"epochs": epochs, **_loop_settings(self._config), "script": _script()}},
+            )
+            rundir.set_status(out, rundir.RUNNING, epochs_completed=self._first_epoch)
+            callbacks, self._checkpointer, self._timer, _ = run.training_callbacks(
+                out,
+                self._config,
+                not self._verbose,
+                self._resume_from,
+                tuple(self._extra_optimizers),
+                user_callbacks=tuple(self._user_callbacks),
+                best_monitor=None,  # set in epochs(): it depends on what the user logs
+            )
+        self._callbacks = keras.callbacks.CallbackList(
+            callbacks,
+            add_history=True,
+            add_progbar=False,
+            model=self.model,
+            verbose=0,
+            epochs=epochs,
+            steps=self._steps,
+        )
+        self._epochs = epochs
+
+    # ----------------------------------------------------------------- what the user drives
+
+    def epochs(self) -> Iterator[int]:
+        """Yield each epoch's index, from where a resumed run stopped; run the epoch's hooks.
+
+        A stop — SIGINT or SIGTERM (at the end of the batch under way), a non-finite loss — is
+        recorded in ``out`` and ends the process with the exit status ``trainways train`` uses
+        (130, 143, 1), after saying how to resume.
+        """
+        if self._epoch is not None:
+            raise LoopError("loop.epochs() is already running: call it once, as the outer loop")
+        model = self.model
+        model.stop_training = False
+        self._call(self._callbacks.on_train_begin)
+        try:
+            for epoch in range(self._first_epoch, self._epochs):
+                self._epoch = epoch
+                self._sums, self._count, self._epoch_logs = {}, 0, {}
+                self._train_logs: dict[str, float] | None = None
+                for metric in self._metrics:
+                    metric.reset_state()
+                self._call(self._callbacks.on_epoch_begin, epoch)
+                yield epoch
+                trained = self._means() if self._train_logs is None else self._train_logs
+                logs = {**trained, **self._epoch_logs}
+                self._call(self._callbacks.on_epoch_end, epoch, logs)
+                self.last_logs = logs
+                if model.stop_training:
+                    break
+        finally:
+            self._epoch = None
+        self._call(self._callbacks.on_train_end, getattr(self, "last_logs", None))
+        self._finish()
+
+    def batches(self) -> Iterator[tuple[Any, Any]]:
+        """Yield this epoch's batches, in the order the seed and epoch give; run batch hooks.
+
+        Under a strategy each batch is split per replica: run your step with :meth:`step`.
+        """
+        if self._epoch is None:
+            raise LoopError("loop.batches() runs inside an epoch: for epoch in loop.epochs(): ...")
+        stream = self._stream()
+        for index in range(self._steps):
+            batch = next(stream)
+            self._call(self._callbacks.on_train_batch_begin, index)
+            self._batch, self._logged = batch, False
+            yield batch
+            if not self._logged:
+                self._batch = None
+                raise LoopError(
+                    f"batch {index} of epoch {self._epoch + 1} was not logged: call "
+                    "loop.log(logs) once per batch, with the step's logs"
+                )
+            self._batch = None
+            self._call(self._callbacks.on_train_batch_end, index, self._means())
+            if self.model.stop_training:
+                return
+
+    def log(self, logs: Mapping[str, Any]) -> None:
+        """Record the current batch's logs: ``"loss"``, other scalars, optional ``"y_pred"``.
+
+        Raises:
+            LoopError: Called outside :meth:`batches`, or twice for one batch.
+            ConfigError: ``logs`` breaks the contract (no ``"loss"``, a non-scalar value).
+        """
+        if self._batch is None:
+            raise LoopError("loop.log() records a batch: call it inside for x, y in loop.batches()")
+        if self._logged:
+            raise LoopError("loop.log() was already called for this batch: call it once per batch")
+        logs = steps.check_logs(
+            logs, role="step", source=self.log, who="the step whose logs reached loop.log()"
+        )
+        _, y = self._batch
+        y = self._placement.gather(y)
+        size = int(keras.ops.shape(y)[0])
+        self._add(logs, size, y)
+        self._logged = True
+
+    def validate(self, test_step: Callable[[Any, Any], Mapping[str, Any]]) -> dict[str, float]:
+        """Score the validation data with ``test_step(x, y) -> logs``, with the test hooks.
+
+        The results go into this epoch's logs as ``val_<name>``.
+
+        Returns:
+            The validation means, without the ``val_`` prefix.
+        """
+        if self._epoch is None:
+            raise LoopError("loop.validate() scores an epoch: call it inside loop.epochs()")
+        if self._validation is None:
+            raise LoopError("loop.validate() needs Loop(..., validation_data=(x_val, y_val))")
+        self._train_logs = self._means()  # before the metric objects turn to validation
+        saved = self._sums, self._count
+        self._sums, self._count = {}, 0
+        for metric in self._metrics:
+            metric.reset_state()
+        self.model.stop_evaluating = False
+        self._call(self._callbacks.on_test_begin)
+        for index, (x, y) in enumerate(self._validation):
+            self._call(self._callbacks.on_test_batch_begin, index)
+            logs = steps.check_logs(
+                test_step(x, y), role="test_step", source=test_step, who="loop.validate's step"
+            )
+            labels = self._placement.gather(y)
+            self._add(logs, int(keras.ops.shape(labels)[0]), labels)
+            self._call(self._callbacks.on_test_batch_end, index, self._means())
+            if self.model.stop_evaluating:
+                break
+        results = self._means()
+        self._call(self._callbacks.on_test_end, results)
+        self._sums, self._count = saved
+        self._epoch_logs = {f"val_{name}": value for name, value in results.items()}
+        return results
+
+    def step(self, fn: Callable[[Any, Any], Mapping[str, Any]]) -> Callable[[Any, Any], Any]:
+        """``fn(x, y) -> logs`` compiled (``tf.function``), and run per replica under a strategy.
+
+        Under ``MirroredStrategy`` a batch from :meth:`batches` is split per replica; the
+        returned callable runs ``fn`` on each part and gives back the whole batch's logs.
+        """
+        return self._backend.compile_step(fn, self._placement, self._element_spec)
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Every epoch's logs so far (a resumed run's earlier epochs included)."""
+        if self._checkpointer is not None:
+            return self._checkpointer.history
+        return dict(self.model.history.history)
+
+    # ----------------------------------------------------------------- inside
+
+    def _stream(self) -> Iterator[tuple[Any, Any]]:
+        if not hasattr(self, "_iterator"):
+            self._iterator = iter(self._train)
+        return self._iterator
+
+    def _add(self, logs: Mapping[str, Any], size: int, y: Any) -> None:
+        for key, value in logs.items():
+            if key == steps.PREDICTIONS:
+                continue
+            self._sums[key] = self._sums.get(key, 0.0) + float(value) * size
+        self._count += size
+        if steps.PREDICTIONS in logs:
+            for metric in self._metrics:
+                metric.update_state(y, logs[steps.PREDICTIONS])
+
+    def _means(self) -> dict[str, float]:
+        count = self._count or 1  # nothing logged yet: no sums either
+        means = {key: total / count for key, total in self._sums.items()}
+        for metric in self._metrics:
+            means[metric.name] = float(metric.result())
+        return means
+
+    def _call(self, hook: Callable[..., None], *args: Any) -> None:
+        """Run a hook; a stop it raises is recorded and ends the process."""
+        try:
+            hook(*args)
+        except tw_callbacks.TrainingStopped as stop:
+            raise SystemExit(self._stopped(stop)) from None
+
+    def _stopped(self, stop: tw_callbacks.TrainingStopped) -> int:
+        from trainways import run
+
+        if self._out is None:
+            run.LOG.error("stopped: %s", stop)
+            return (
+                run.EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
+                if isinstance(stop, tw_callbacks.Interrupted)
+                else EXIT_FAILED
+            )
+        return run.record_stop(
+            self._out, self._config, stop, resume=f"python {_script()} (Loop resumes {self._out})"
+        )
+
+    def _finish(self) -> None:
+        if self._out is None:
+            return
+        from trainways import run
+        from trainways.report import summarize_history
+
+        out = self._out
+        self.model.save(out / rundir.MODEL)
+        history = self._checkpointer.history
+        summary = summarize_history(
+            history,
+            self._timer.epoch_seconds,
+            train_seconds=time.perf_counter() - self._started,
+        )
+        rundir.write_json(out / rundir.METRICS, summary)
+        rundir.set_status(out, rundir.COMPLETED, epochs_completed=len(history.get("loss", [])))
+        run.LOG.info("run saved in %s", out)
+        run.configure_logging(None, quiet=True)
+
+
+def _loop_settings(config: RunConfig) -> dict[str, Any]:
+    return {"batch_size": config.train.batch_size, "seed": config.train.seed}
+
+
+def _script() -> str:
+    return sys.argv[0] if sys.argv and sys.argv[0] else "your script"

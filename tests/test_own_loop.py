@@ -1,0 +1,303 @@
+"""Level 3: the user's own loop driving a ``trainways.Loop``.
+
+The contract on a toy problem in this process (callbacks in ``fit``'s order, true epoch means,
+agreement with trainways' own methods, misuse refused); the examples on the synthetic corpus (the
+run directory, SIGKILL then resume, SIGINT); two replicas and the multi-worker refusal in a child
+process that splits the CPU (``tests/own_loop_child.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import trainways
+from trainways import rundir
+from trainways.config import ConfigError
+from trainways.own_loop import LoopError
+
+from helpers import (
+    CHILD_TIMEOUT,
+    Children,
+    Spy,
+    assert_same_run,
+    checkpoint_epochs,
+    largest_difference,
+    read_status,
+    toy_problem,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CHILD = Path(__file__).with_name("own_loop_child.py")
+sys.path.insert(0, str(EXAMPLES))
+
+X, Y = toy_problem(n=200)
+VALIDATION = (X[:48], Y[:48])
+LOSS = keras.losses.SparseCategoricalCrossentropy()
+
+
+def _model(optimizer="nadam", **compile_args):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((20,), dtype="int32"),
+            keras.layers.Embedding(40, 8),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(6, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=optimizer, **compile_args)
+    return model
+
+
+def _accuracy():
+    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+
+def _tape_loop(model, loop):
+    """The tutorial's GradientTape step, run under ``loop`` as a user writes it."""
+
+    @loop.step
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = LOSS(y, y_pred)
+        gradients = tape.gradient(loss, model.trainable_weights)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights, strict=True))
+        return {"loss": loss, "y_pred": y_pred}
+
+    @loop.step
+    def test_step(x, y):
+        y_pred = model(x, training=False)
+        return {"loss": LOSS(y, y_pred), "y_pred": y_pred}
+
+    for _ in loop.epochs():
+        for x, y in loop.batches():
+            loop.log(train_step(x, y))
+        loop.validate(test_step)
+    return loop
+
+
+def _own(model, **options):
+    settings = {
+        "validation_data": VALIDATION,
+        "epochs": 2,
+        "batch_size": 16,
+        "seed": 3,
+        "verbose": False,
+        **options,
+    }
+    return trainways.Loop(model, X, Y, **settings)
+
+
+# --------------------------------------------------------------- the contract
+
+
+def test_callbacks_run_in_fits_order_with_fits_indices():
+    fit_spy, loop_spy = Spy(), Spy()
+    trainways.train(
+        _model(), X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
+        loss=LOSS, metrics=[_accuracy()], callbacks=[fit_spy], optimizer="nadam",
+    )  # fmt: skip
+    _tape_loop(model := _model(), _own(model, metrics=[_accuracy()], callbacks=[loop_spy]))
+    assert loop_spy.calls == fit_spy.calls
+    assert len(loop_spy.batch_logs) == 2 * 13
+
+
+def test_the_tutorial_gradient_tape_loop_equals_the_built_in_loop_method():
+    built_in = _model()
+    expected = trainways.train(
+        built_in, X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
+        loss=LOSS, metrics=[_accuracy()], method="loop", optimizer="nadam",
+    )  # fmt: skip
+    model = _model()
+    loop = _tape_loop(model, _own(model, metrics=[_accuracy()]))
+    assert largest_difference(model.get_weights(), built_in.get_weights()) == 0.0
+    assert loop.history.keys() == expected.history.keys()
+    for key, values in expected.history.items():
+        np.testing.assert_allclose(loop.history[key], values, rtol=1e-6, err_msg=key)
+
+
+def test_the_tutorial_train_on_batch_loop_equals_the_built_in_batch_method():
+    metrics = lambda: [_accuracy()]  # noqa: E731
+    built_in = _model()
+    expected = trainways.train(
+        built_in, X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
+        loss=LOSS, metrics=metrics(), method="batch", optimizer="nadam",
+    )  # fmt: skip
+    model = _model(loss=LOSS, metrics=metrics())
+    loop = _own(model)
+    for _ in loop.epochs():
+        for x, y in loop.batches():
+            loop.log(model.train_on_batch(x, y, return_dict=True))
+        loop.validate(lambda x, y: model.test_on_batch(x, y, return_dict=True))
+    assert largest_difference(model.get_weights(), built_in.get_weights()) == 0.0
+    for key, values in expected.history.items():
+        np.testing.assert_allclose(loop.history[key], values, rtol=1e-6, err_msg=key)
+
+
+def test_logged_scalars_are_batch_weighted_epoch_means_and_early_stopping_stops():
+    model = _model()
+    stop = keras.callbacks.EarlyStopping(monitor="size", patience=0, mode="max")
+    loop = _own(model, epochs=5, callbacks=[stop])
+    for _ in loop.epochs():
+        for _x, y in loop.batches():
+            loop.log({"loss": 1.0, "size": float(len(y))})
+    # Twelve batches of 16 and one of 8: a mean weighted by batch size, not 15.38 per batch.
+    assert loop.history["size"][0] == pytest.approx((12 * 16 * 16 + 8 * 8) / 200)
+    assert len(loop.history["size"]) == 2  # no improvement in epoch 2: EarlyStopping stopped it
+
+
+def test_misuse_is_a_one_line_error_not_a_wrong_answer():
+    model = _model()
+    with pytest.raises(ConfigError, match="compiled with its optimizer"):
+        trainways.Loop(keras.Sequential([keras.layers.Dense(2)]), X, Y)
+    loop = _own(model)
+    with pytest.raises(LoopError, match="inside an epoch"):
+        next(loop.batches())
+    with pytest.raises(LoopError, match=r"inside for x, y in loop\.batches"):
+        loop.log({"loss": 1.0})
+    epochs = loop.epochs()
+    next(epochs)
+    batches = loop.batches()
+    next(batches)
+    with pytest.raises(ConfigError, match=r"returned no loss \(keys: accuracy\)"):
+        loop.log({"accuracy": 1.0})
+    with pytest.raises(LoopError, match="batch 0 of epoch 1 was not logged"):
+        next(batches)
+    no_validation = _own(_model(), validation_data=None)
+    running = no_validation.epochs()
+    next(running)
+    with pytest.raises(LoopError, match=r"needs Loop\(\.\.\., validation_data"):
+        no_validation.validate(lambda x, y: {"loss": 0.0})
+
+
+# --------------------------------------------------------------- the examples, a run directory
+
+
+def _example_args(corpus, out, epochs=3):
+    return ["--data", str(corpus), "--epochs", str(epochs), "--max-len", "60", "--seed", "5",
+            "--out", str(out), "--deterministic"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def unbroken(corpus, tmp_path_factory):
+    """The GradientTape example trained three epochs into a run directory, uninterrupted."""
+    import tutorial_gradient_tape
+
+    out = tmp_path_factory.mktemp("own") / "unbroken"
+    tutorial_gradient_tape.main(_example_args(corpus, out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stopped(corpus, tmp_path_factory):
+    """The same example in child processes stopped in epoch 2 by SIGKILL and by SIGINT."""
+    root = tmp_path_factory.mktemp("own-stopped")
+    children = Children(root / "cache")
+    stops = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
+    try:
+        spawned = {
+            name: children.spawn(
+                "pause",
+                "2:3",
+                str(root / f"{name}.paused"),
+                "tutorial_gradient_tape",
+                *_example_args(corpus, root / name),
+                script=CHILD,
+            )
+            for name in stops
+        }
+        for name, child in spawned.items():
+            children.wait_for(root / f"{name}.paused", child)
+            child.send_signal(stops[name])
+        codes = {name: children.wait(child) for name, child in spawned.items()}
+    finally:
+        children.kill_all()
+    return {name: (root / name, codes[name], spawned[name].stderr_text) for name in stops}
+
+
+def test_the_run_directory_is_trainways(unbroken):
+    for name in (rundir.CONFIG, rundir.STATUS, rundir.LOG, rundir.HISTORY, rundir.METRICS):
+        assert (unbroken / name).is_file(), name
+    assert read_status(unbroken)["state"] == "completed"
+    assert checkpoint_epochs(unbroken) == [2, 3]
+    state = json.loads((unbroken / "checkpoints" / "epoch-0003" / "state.json").read_text())
+    assert state["optimizer"]["class"] == "Nadam" and state["optimizer"]["variables"] > 2
+    assert "epoch 3/3" in (unbroken / rundir.LOG).read_text()
+    keras.models.load_model(unbroken / rundir.MODEL)
+
+
+def test_a_completed_run_directory_is_refused(unbroken, corpus):
+    import tutorial_gradient_tape
+
+    with pytest.raises(rundir.RunDirError, match="already completed; pass a new out"):
+        tutorial_gradient_tape.main(_example_args(corpus, unbroken))
+
+
+def test_sigkill_mid_epoch_then_running_the_script_again_equals_an_unbroken_run(
+    stopped, unbroken, corpus
+):
+    import tutorial_gradient_tape
+
+    run, code, _ = stopped["SIGKILL"]
+    assert code == -signal.SIGKILL
+    assert read_status(run)["state"] == "running"
+    assert checkpoint_epochs(run) == [1]
+    tutorial_gradient_tape.main(_example_args(corpus, run))
+    assert read_status(run)["state"] == "completed"
+    assert_same_run(run, unbroken)
+
+
+def test_sigint_stops_at_the_batch_end_says_how_to_resume_and_resumes(stopped, unbroken, corpus):
+    import tutorial_gradient_tape
+
+    run, code, stderr = stopped["SIGINT"]
+    assert code == 130, stderr[-2000:]
+    status = read_status(run)
+    assert status["state"] == "interrupted" and status["signal"] == "SIGINT"
+    assert status["epochs_completed"] == 1
+    assert "Loop resumes" in status["resume"]
+    assert "SIGINT: stopped after 1 complete epoch(s)" in (run / rundir.LOG).read_text()
+    tutorial_gradient_tape.main(_example_args(corpus, run))
+    assert_same_run(run, unbroken)
+
+
+@pytest.mark.parametrize("example", ["tutorial_train_on_batch", "custom_loss_term"])
+def test_the_other_examples_train_and_log_what_they_say(example, corpus, tmp_path):
+    module = __import__(example)
+    loop = module.main(_example_args(corpus, tmp_path / "run", epochs=2))
+    history = loop.history
+    assert {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy"} <= set(history)
+    if example == "custom_loss_term":
+        # loss = cross-entropy - 0.1 * entropy, epoch means of each: the identity holds for means.
+        expected = np.array(history["cross_entropy"]) - 0.1 * np.array(history["entropy"])
+        np.testing.assert_allclose(history["loss"], expected, rtol=1e-5)
+    assert read_status(tmp_path / "run")["state"] == "completed"
+
+
+# --------------------------------------------------------------- two replicas, several workers
+
+
+def test_two_replicas_match_one_device_and_several_workers_are_refused(corpus, tmp_path):
+    env = {**os.environ, "TRAINWAYS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(CHILD), "mirrored", str(corpus)],
+        capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["difference"] <= 1e-5
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(report["two"][key], report["one"][key], atol=1e-5, err_msg=key)
+    assert "Loop runs on one machine" in report["refused"]
