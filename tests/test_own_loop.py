@@ -245,14 +245,18 @@ def test_a_completed_run_directory_is_refused(unbroken, corpus):
 
 
 def test_sigkill_mid_epoch_then_running_the_script_again_equals_an_unbroken_run(
-    stopped, unbroken, corpus
+    stopped, unbroken, corpus, capsys
 ):
     import tutorial_gradient_tape
+
+    from trainways.cli import main
 
     run, code, _ = stopped["SIGKILL"]
     assert code == -signal.SIGKILL
     assert read_status(run)["state"] == "running"
     assert checkpoint_epochs(run) == [1]
+    assert main(["train", "--resume", str(run)]) == 2  # the CLI cannot rerun a script
+    assert "made by trainways.Loop" in capsys.readouterr().err
     tutorial_gradient_tape.main(_example_args(corpus, run))
     assert read_status(run)["state"] == "completed"
     assert_same_run(run, unbroken)

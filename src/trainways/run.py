@@ -15,7 +15,8 @@ happens here, in the order a reader meets it:
    assembles the callbacks (:func:`training_callbacks`), and hands them to the method's trainer.
 4. A stop — a signal, a non-finite loss, a lost worker — is recorded by :func:`record_stop`;
    a completed run's outputs by :func:`_write_outputs`. ``status.json`` is written from this
-   module only, and last.
+   module (and, for a user's own loop, from :mod:`trainways.own_loop`, with the same helpers),
+   and last.
 """
 
 from __future__ import annotations
