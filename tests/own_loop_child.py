@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,32 +27,22 @@ sys.path.insert(0, str(EXAMPLES))
 
 import keras  # noqa: E402
 
+from pause_at_batch import PauseAtBatch  # noqa: E402
 
-class Pause(keras.callbacks.Callback):
-    def __init__(self, epoch: int, batch: int, marker: Path) -> None:
-        super().__init__()
-        self.epoch, self.batch, self.marker = epoch, batch, marker
-        self._current, self._paused = -1, False
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current = epoch + 1
+class _LoopsStopper:
+    """The Loop's StopOnSignal, found as the installed SIGINT handler once training began."""
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._paused or self._current != self.epoch or batch < self.batch:
-            return
-        self._paused = True
-        # The Loop's StopOnSignal is the installed handler: wait until it has a signal.
+    @property
+    def received(self):
         stopper = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
-        self.marker.write_text(f"epoch {self._current} batch {batch}\n")
-        deadline = time.monotonic() + 120
-        while getattr(stopper, "received", None) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        return getattr(stopper, "received", None)
 
 
 def pause(at: str, marker: str, example: str, *args: str) -> None:
     epoch, batch = (int(part) for part in at.split(":"))
     module = __import__(example)
-    module.main(list(args), callbacks=[Pause(epoch, batch, Path(marker))])
+    module.main(list(args), callbacks=[PauseAtBatch(epoch, batch, Path(marker), _LoopsStopper())])
 
 
 def mirrored(data: str) -> None:

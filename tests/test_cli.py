@@ -433,16 +433,16 @@ def test_a_resumed_run_keeps_every_epochs_time(corpus, tmp_path, monkeypatch):
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
 
-    real = run_module._callbacks
+    real = run_module.training_callbacks
 
     def with_stop(*args, **kwargs):
         callbacks, *rest = real(*args, **kwargs)
         return ([StopInEpoch2(), *callbacks], *rest)
 
     out = tmp_path / "run"
-    monkeypatch.setattr(run_module, "_callbacks", with_stop)
+    monkeypatch.setattr(run_module, "training_callbacks", with_stop)
     assert _train(corpus, out, "--epochs", "3") == 130
-    monkeypatch.setattr(run_module, "_callbacks", real)
+    monkeypatch.setattr(run_module, "training_callbacks", real)
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     metrics = json.loads((out / rundir.METRICS).read_text())
     assert metrics["epochs"] == 3 and len(metrics["seconds_per_epoch"]) == 3
