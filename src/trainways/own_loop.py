@@ -60,7 +60,12 @@ class Loop:
         out: The run directory. A new or empty one starts a run; one left by a stopped run
             resumes it; a completed one is refused. ``None`` writes nothing.
         verbose: Print the epoch lines (and a progress bar on a terminal).
-        optimizers: Optimizers your step applies besides ``model.optimizer``: checkpointed too.
+        optimizers: Optimizers your step applies besides ``model.optimizer``: checkpointed too
+            (build them before the loop, so that a resumed run can restore them).
+
+    Attributes:
+        model: The model being trained.
+        last_logs: The last finished epoch's logs (``None`` before one finished).
 
     Raises:
         ConfigError: A bad argument, an uncompiled model, or a multi-worker strategy.
@@ -144,6 +149,9 @@ class Loop:
         self._sums: dict[str, float] = {}
         self._count = 0
         self._epoch_logs: dict[str, float] = {}
+        self._train_logs: dict[str, float] | None = None  # set by validate(), before it runs
+        self._iterator: Iterator[tuple[Any, Any]] | None = None
+        self.last_logs: dict[str, float] | None = None
         self._started = time.perf_counter()
 
     # ----------------------------------------------------------------- the run directory
@@ -159,7 +167,13 @@ class Loop:
             raise rundir.RunDirError(
                 f"Loop(out={str(out)!r}): that run is already completed; pass a new out"
             )
-        recorded = rundir.read_config(out).get("loop", {}).get("seed")
+        saved = rundir.read_config(out)
+        if "loop" not in saved:
+            raise rundir.RunDirError(
+                f"Loop(out={str(out)!r}): that is a trainways train run, not a Loop's: pass a "
+                "new out"
+            )
+        recorded = saved["loop"].get("seed")
         if seed is not None and recorded is not None and seed != recorded:
             raise ConfigError(
                 f"Loop(out={str(out)!r}) resumes a run seeded {recorded}, not {seed}: pass "
@@ -200,7 +214,8 @@ class Loop:
                 self._resume_from,
                 tuple(self._extra_optimizers),
                 user_callbacks=tuple(self._user_callbacks),
-                best_monitor=None,  # set in epochs(): it depends on what the user logs
+                # No best.keras: what is "best" depends on what the user logs (own-loop.md).
+                best_monitor=None,
             )
         self._callbacks = keras.callbacks.CallbackList(
             callbacks,
@@ -231,7 +246,7 @@ class Loop:
             for epoch in range(self._first_epoch, self._epochs):
                 self._epoch = epoch
                 self._sums, self._count, self._epoch_logs = {}, 0, {}
-                self._train_logs: dict[str, float] | None = None
+                self._train_logs = None
                 for metric in self._metrics:
                     metric.reset_state()
                 self._call(self._callbacks.on_epoch_begin, epoch)
@@ -244,7 +259,7 @@ class Loop:
                     break
         finally:
             self._epoch = None
-        self._call(self._callbacks.on_train_end, getattr(self, "last_logs", None))
+        self._call(self._callbacks.on_train_end, self.last_logs)
         self._finish()
 
     def batches(self) -> Iterator[tuple[Any, Any]]:
@@ -344,7 +359,8 @@ class Loop:
     # ----------------------------------------------------------------- inside
 
     def _stream(self) -> Iterator[tuple[Any, Any]]:
-        if not hasattr(self, "_iterator"):
+        # One iterator over the endless stream: each epoch takes its steps from it.
+        if self._iterator is None:
             self._iterator = iter(self._train)
         return self._iterator
 
