@@ -1,4 +1,4 @@
-"""Child process for test_own_loop: an example's own loop, paused or split over two devices.
+"""Child process for test_own_loop and test_steps: user code, paused or over two devices.
 
 python tests/own_loop_child.py pause EPOCH:BATCH MARKER EXAMPLE [EXAMPLE ARGS...]
     runs examples/EXAMPLE.py's main() with one more callback: at the first training batch
@@ -45,20 +45,58 @@ def pause(at: str, marker: str, example: str, *args: str) -> None:
     module.main(list(args), callbacks=[PauseAtBatch(epoch, batch, Path(marker), _LoopsStopper())])
 
 
-def mirrored(data: str) -> None:
-    import numpy as np
+def _two_devices():
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    return tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"],
+        cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device="/cpu:0"),
+    )
+
+
+def own_step() -> None:
+    import numpy as np
+    from clipped_model import ClippedSequential
+
+    import trainways
+
+    from helpers import toy_problem
+
+    strategy = _two_devices()
+    x, y = toy_problem()
+    weights = {}
+    for method in ("fit", "loop"):
+        with strategy.scope():
+            keras.utils.set_random_seed(1)
+            model = ClippedSequential(
+                [
+                    keras.Input((20,), dtype="int32"),
+                    keras.layers.Embedding(40, 8),
+                    keras.layers.GlobalAveragePooling1D(),
+                    keras.layers.Dense(6, activation="softmax"),
+                ]
+            )
+            trainways.train(
+                model, x, y, method=method, epochs=2, seed=3, batch_size=16, optimizer="nadam"
+            )
+        weights[method] = model.get_weights()
+    difference = max(
+        float(np.max(np.abs(a - b))) for a, b in zip(weights["fit"], weights["loop"], strict=True)
+    )
+    print(json.dumps({"difference": difference}))
+
+
+def mirrored(data: str) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    strategy = _two_devices()
     import tutorial_gradient_tape
 
     argv = ["--data", data, "--epochs", "1", "--max-len", "60", "--seed", "3"]
     one = tutorial_gradient_tape.main(argv)
-    strategy = tf.distribute.MirroredStrategy(
-        ["/cpu:0", "/cpu:1"],
-        cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device="/cpu:0"),
-    )
     keras.backend.clear_session()
     with strategy.scope():
         two = tutorial_gradient_tape.main(argv)
@@ -80,4 +118,4 @@ def mirrored(data: str) -> None:
 
 
 if __name__ == "__main__":
-    {"pause": pause, "mirrored": mirrored}[sys.argv[1]](*sys.argv[2:])
+    {"pause": pause, "mirrored": mirrored, "own-step": own_step}[sys.argv[1]](*sys.argv[2:])
