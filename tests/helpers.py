@@ -193,14 +193,16 @@ class Children:
         self.cache = cache
         self.processes: list[Any] = []
 
-    def spawn(self, *args: str, pause_at: str | None = None, marker=None, script=None):
+    def spawn(self, *args: str, pause_at: str | None = None, marker=None, script=None, env=None):
         """Start ``trainways ARGS``; with ``pause_at="EPOCH:BATCH"``, through ``PAUSE_SCRIPT``.
 
         The paused child writes ``marker`` when it reaches that batch (see pause_at_batch.py).
-        With ``script``, start ``python SCRIPT ARGS`` instead.
+        With ``script``, start ``python SCRIPT ARGS`` instead; ``env`` adds environment variables.
         """
+        extra = env or {}
         env = {**os.environ, "TRAINWAYS_CACHE_DIR": str(self.cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
         env.pop("TF_CONFIG", None)
+        env.update(extra)
         program = [sys.executable, "-m", "trainways.cli"]
         if pause_at is not None:
             program = [sys.executable, str(PAUSE_SCRIPT)]

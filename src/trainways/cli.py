@@ -302,7 +302,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
     from trainways import run
     from trainways.agreement import agreement_config, format_agreement, measure
 
-    config = agreement_config(run.with_seed(config_from_args(args)))
+    config = agreement_config(run.with_backend(run.with_seed(config_from_args(args))))
     reuters = run.load_data(config.data)
     run.check(config, reuters)
     if args.json is not None:
@@ -430,7 +430,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(state["config"])
         methods, tutorial = tuple(state["methods"]), bool(state["tutorial"])
     else:
-        config = run.with_seed(config_from_args(args))
+        config = run.with_backend(run.with_seed(config_from_args(args)))
         methods, tutorial = args.methods or METHODS, args.tutorial
         reuters = run.load_data(config.data)  # a bad --data fails here, before any directory
         run.check(config, reuters)
@@ -536,6 +536,25 @@ def _start_backend_quietly() -> None:
         current().devices.probe()
 
 
+def _backend_for(args: argparse.Namespace) -> str | None:
+    """The backend a command asks for: ``--backend``, else the one recorded in the run it
+    resumes or the configuration file it reads (``None``: the default)."""
+    given = getattr(args, "device.backend", None)
+    if given:
+        return given
+    source = None
+    if getattr(args, "resume", None) is not None:
+        source = Path(args.resume) / rundir.CONFIG
+    elif getattr(args, "config", None) is not None:
+        source = Path(args.config)
+    if source is None or not source.is_file():
+        return None
+    try:
+        return rundir.read_json(source).get("device", {}).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None  # the command itself reports a broken file
+
+
 def _config_error(error: ConfigError) -> str:
     flags = flags_of(error.keys)
     return f"{error} ({', '.join(flags)})" if flags else str(error)
@@ -559,6 +578,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return int(stop.code or 0)
+    prog = f"trainways {args.command}" + (" info" if args.command == "data" else "")
+    if args.command != "data":
+        try:
+            from trainways.backends import select
+
+            select(_backend_for(args))
+        except ConfigError as error:
+            print(f"{prog}: error: {_config_error(error)}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command != "data" and not getattr(args, "verbose", False):
         _start_backend_quietly()
     handlers = {
@@ -570,7 +598,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": cmd_compare,
         "data": cmd_data_info,
     }
-    prog = f"trainways {args.command}" + (" info" if args.command == "data" else "")
     try:
         return handlers[args.command](args)
     except ConfigError as error:

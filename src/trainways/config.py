@@ -23,6 +23,7 @@ from typing import Any
 
 METHODS: tuple[str, ...] = ("fit", "batch", "loop")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
+BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 
@@ -475,6 +476,8 @@ class DeviceConfig:
         intra_op_threads: Threads one TensorFlow op may use; 0 lets TensorFlow choose (all
             cores).
         inter_op_threads: TensorFlow ops that may run at once; 0 lets TensorFlow choose.
+        backend: The Keras backend (``tensorflow``, ``jax``, ``torch``); ``None`` until a run
+            resolves it (``$KERAS_BACKEND``, else ``tensorflow``) and records it.
         strategy: ``default`` (one device), ``mirrored`` (``tf.distribute.MirroredStrategy``
             over several devices of this machine) or ``multiworker``
             (``tf.distribute.MultiWorkerMirroredStrategy`` over several machines).
@@ -520,6 +523,14 @@ class DeviceConfig:
         group="devices",
         resumable=True,
         help="TensorFlow ops that may run at once (default: {default} = TensorFlow's choice)",
+    )
+    backend: str | None = option(
+        flag="--backend",
+        parse=str,
+        choices=BACKENDS,
+        group="devices",
+        help="the Keras backend to train with (default: $KERAS_BACKEND if set, else "
+        "tensorflow; recorded in config.json, and --resume uses the run's)",
     )
     strategy: str = option(
         "default",
@@ -571,6 +582,8 @@ class DeviceConfig:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check_strategy()
+        if self.backend is not None:
+            _one_of("backend", self.backend, BACKENDS)
         if self.gpu is not None and (not isinstance(self.gpu, int) or self.gpu < 0):
             raise ConfigError(f"gpu must be a GPU index >= 0, got {self.gpu!r}", keys=("gpu",))
         _positive("gpu_memory_limit", self.gpu_memory_limit)

@@ -131,6 +131,11 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
             f"probability per topic (None, {reuters.num_classes})",
             keys=("preset",),
         )
+    from trainways.model import build_optimizer
+
+    # The backend may refuse an optimizer setting (xla_optimizer on JAX).
+    with devices.strategy.scope() if devices is not None else contextlib.nullcontext():
+        build_optimizer(config.train.learning_rate, xla=config.train.xla_optimizer)
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)
     # Forget the throwaway models' layer names: the run's model is then named the same whatever
@@ -193,6 +198,12 @@ def with_fingerprint(config: RunConfig, reuters: Any) -> RunConfig:
     """``config`` with the loaded data's fingerprint recorded (``config.json`` keeps it)."""
     found = reuters.fingerprint.to_dict() if reuters.fingerprint is not None else None
     return replace(config, data=replace(config.data, fingerprint=found))
+
+
+def with_backend(config: RunConfig) -> RunConfig:
+    """``config`` with the Keras backend this process runs on recorded (``config.json`` keeps
+    it, so that ``--resume`` and ``compare``'s children use the same)."""
+    return replace(config, device=replace(config.device, backend=keras.backend.backend()))
 
 
 def with_seed(config: RunConfig) -> RunConfig:
@@ -313,7 +324,7 @@ def train(
     Raises:
         ConfigError, DataError, RunDirError: Bad input, found before any file is written.
     """
-    config = with_seed(config)
+    config = with_backend(with_seed(config))
     reuters = load_data(config.data)  # a bad --data fails before any run directory exists
     check(config, reuters)
     config = with_fingerprint(config, reuters)

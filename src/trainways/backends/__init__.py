@@ -28,6 +28,37 @@ from types import ModuleType
 
 from trainways.config import ConfigError
 
+INSTALL = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}
+
+
+def select(name: str | None) -> str:
+    """Make ``name`` (default: ``$KERAS_BACKEND``, else ``tensorflow``) this process's Keras
+    backend; call it before Keras is imported. Returns the backend chosen.
+
+    Raises:
+        ConfigError: Keras already runs on another backend in this process, or the backend's
+            package is not installed (the message gives the install command).
+    """
+    import importlib.util
+    import os
+    import sys
+
+    name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if "keras" in sys.modules:
+        running = sys.modules["keras"].backend.backend()
+        if running != name:
+            raise ConfigError(
+                f"backend {name}: Keras already runs on {running} in this process; start a new "
+                f"one with KERAS_BACKEND={name}",
+                keys=("backend",),
+            )
+        return name
+    if importlib.util.find_spec(name) is None:
+        install = INSTALL.get(name, f"pip install {name}")
+        raise ConfigError(f"backend {name} is not installed: {install}", keys=("backend",))
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
 
 def current() -> ModuleType:
     """The module of the Keras backend this process runs on.
@@ -44,5 +75,6 @@ def current() -> ModuleType:
         if error.name != f"{__name__}.{name}":
             raise
         raise ConfigError(
-            f"the Keras backend {name!r} is not supported yet: set KERAS_BACKEND=tensorflow"
+            f"the Keras backend {name!r} is not supported yet: use backend tensorflow or jax",
+            keys=("backend",),
         ) from None
