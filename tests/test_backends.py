@@ -127,3 +127,14 @@ def test_a_backend_other_than_the_running_one_is_refused_in_this_process(corpus,
     assert main(train_args(corpus, tmp_path / "run", "fit", 1, *OPTIONS)) == 2
     assert "Keras already runs on tensorflow in this process" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_backend_that_is_not_installed_names_its_install_command(monkeypatch):
+    from trainways import backends
+    from trainways.config import ConfigError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(
+        ConfigError, match=r"backend torch is not installed: pip install -e '\.\[torch\]'"
+    ):
+        backends.select("torch")

@@ -28,7 +28,8 @@ from types import ModuleType
 
 from trainways.config import ConfigError
 
-INSTALL = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}
+# How to install a backend's package (trainways has no PyTorch backend yet: plain torch).
+INSTALL = {"jax": "pip install -e '.[jax]'", "torch": "pip install torch"}
 
 
 def select(name: str | None) -> str:
@@ -44,6 +45,9 @@ def select(name: str | None) -> str:
     import sys
 
     name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if importlib.util.find_spec(name) is None:
+        install = INSTALL.get(name, f"pip install {name}")
+        raise ConfigError(f"backend {name} is not installed: {install}", keys=("backend",))
     if "keras" in sys.modules:
         running = sys.modules["keras"].backend.backend()
         if running != name:
@@ -53,9 +57,6 @@ def select(name: str | None) -> str:
                 keys=("backend",),
             )
         return name
-    if importlib.util.find_spec(name) is None:
-        install = INSTALL.get(name, f"pip install {name}")
-        raise ConfigError(f"backend {name} is not installed: {install}", keys=("backend",))
     os.environ["KERAS_BACKEND"] = name
     return name
 
