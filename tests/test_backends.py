@@ -134,7 +134,6 @@ def test_a_backend_that_is_not_installed_names_its_install_command(monkeypatch):
     from trainways.config import ConfigError
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(
-        ConfigError, match=r"backend torch is not installed: pip install -e '\.\[torch\]'"
-    ):
-        backends.select("torch")
+    install = r"pip install -e '\.\[jax\]'"
+    with pytest.raises(ConfigError, match=f"backend jax is not installed: {install}"):
+        backends.select("jax")

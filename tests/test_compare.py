@@ -197,7 +197,8 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
             step="/code/step.py:train_step", test_step="/code/step.py:test_step",
         ),
         device=DeviceConfig(
-            intra_op_threads=1, inter_op_threads=2, strategy="mirrored", cpu_devices=2
+            intra_op_threads=1, inter_op_threads=2, strategy="mirrored", cpu_devices=2,
+            backend="jax",
         ),
     )  # fmt: skip
     for section in ("data", "model", "train", "device"):

@@ -76,6 +76,7 @@ def _non_default(opt):
         "train.precision": "mixed_bfloat16",
         "train.steps_per_execution": "epoch",
         "device.strategy": "mirrored",
+        "device.backend": "jax",
         "device.cpu_devices": 2,
         "device.gpus": None,  # excludes cpu_devices; checked on its own below
         "device.gpu": None,
