@@ -157,6 +157,20 @@ def test_logged_scalars_are_batch_weighted_epoch_means_and_early_stopping_stops(
     assert len(loop.history["size"]) == 2  # no improvement in epoch 2: EarlyStopping stopped it
 
 
+def test_leaving_an_epoch_early_does_not_shift_the_next_epochs_batches():
+    def second_epochs_labels(leave_after):
+        loop = _own(_model(), validation_data=None)
+        for epoch in loop.epochs():
+            for index, (_x, y) in enumerate(loop.batches()):
+                loop.log({"loss": 1.0})
+                if epoch == 1:
+                    return np.asarray(y)
+                if index == leave_after:
+                    break
+
+    np.testing.assert_array_equal(second_epochs_labels(3), second_epochs_labels(None))
+
+
 def test_misuse_is_a_one_line_error_not_a_wrong_answer():
     model = _model()
     with pytest.raises(ConfigError, match="compiled with its optimizer"):

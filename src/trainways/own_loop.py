@@ -151,6 +151,7 @@ class Loop:
         self._epoch_logs: dict[str, float] = {}
         self._train_logs: dict[str, float] | None = None  # set by validate(), before it runs
         self._iterator: Iterator[tuple[Any, Any]] | None = None
+        self._consumed: int | None = None  # batches taken this epoch; None: batches() not called
         self.last_logs: dict[str, float] | None = None
         self._started = time.perf_counter()
 
@@ -247,10 +248,12 @@ class Loop:
                 self._epoch = epoch
                 self._sums, self._count, self._epoch_logs = {}, 0, {}
                 self._train_logs = None
+                self._consumed = None
                 for metric in self._metrics:
                     metric.reset_state()
                 self._call(self._callbacks.on_epoch_begin, epoch)
                 yield epoch
+                self._skip_to_epoch_end()
                 trained = self._means() if self._train_logs is None else self._train_logs
                 logs = {**trained, **self._epoch_logs}
                 self._call(self._callbacks.on_epoch_end, epoch, logs)
@@ -269,9 +272,13 @@ class Loop:
         """
         if self._epoch is None:
             raise LoopError("loop.batches() runs inside an epoch: for epoch in loop.epochs(): ...")
+        if self._consumed is not None:
+            raise LoopError("loop.batches() was already called in this epoch: call it once")
+        self._consumed = 0
         stream = self._stream()
         for index in range(self._steps):
             batch = next(stream)
+            self._consumed += 1
             self._call(self._callbacks.on_train_batch_begin, index)
             self._batch, self._logged = batch, False
             yield batch
@@ -357,6 +364,13 @@ class Loop:
         return dict(self.model.history.history)
 
     # ----------------------------------------------------------------- inside
+
+    def _skip_to_epoch_end(self) -> None:
+        """Take what is left of this epoch's batches: a loop that left ``batches()`` early (a
+        ``break``, a stop) must not shift the next epoch's, which depend on the epoch only."""
+        stream = self._stream()
+        for _ in range(self._steps - (self._consumed or 0)):
+            next(stream)
 
     def _stream(self) -> Iterator[tuple[Any, Any]]:
         # One iterator over the endless stream: each epoch takes its steps from it.
