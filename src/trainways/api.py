@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainways.config import ConfigError, RunConfig, TrainConfig, check_steps_method, replace
+from trainways.config import ConfigError, RunConfig, TrainConfig, replace
 from trainways.steps import StepFn, check_step
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
@@ -120,7 +120,6 @@ def train(
     """
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
-    check_steps_method(config.method, step=step, test_step=test_step)
     for role, fn in (("step", step), ("test_step", test_step)):
         if fn is not None:
             check_step(fn, role=role)

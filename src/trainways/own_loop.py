@@ -213,7 +213,7 @@ class Loop:
                 self._config,
                 not self._verbose,
                 self._resume_from,
-                tuple(self._extra_optimizers),
+                self._extra_optimizers,
                 user_callbacks=tuple(self._user_callbacks),
                 # No best.keras: what is "best" depends on what the user logs (own-loop.md).
                 best_monitor=None,

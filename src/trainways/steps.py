@@ -51,11 +51,6 @@ def has_own_step(model: keras.Model) -> bool:
     )
 
 
-def is_code_ref(text: str | None) -> bool:
-    """Whether ``text`` names a function in a file, ``FILE.py:FUNCTION``."""
-    return bool(text) and ".py:" in str(text)
-
-
 def split_code_ref(text: str) -> tuple[Path, str]:
     """``FILE.py:FUNCTION`` as (file, function name)."""
     path, _, name = text.rpartition(":")

@@ -109,6 +109,18 @@ def compile_model(model: keras.Model, spec: TrainSpec) -> None:
     )
 
 
+def build_compiled(model: keras.Model, x: Any, y: Any) -> None:
+    """Build the compiled loss and metrics from one dummy batch, as ``fit`` does on first use.
+
+    The forward pass changes no weight; call ``model.reset_metrics()`` after it. A model
+    compiled without a loss (a :class:`trainways.Loop`'s may be) builds its metrics only.
+    """
+    y_pred = model(x, training=False)
+    if model.loss is not None:
+        model.compute_loss(x, y, y_pred)
+    model.compute_metrics(x, y, y_pred)
+
+
 def steps_of(dataset: Any) -> int | None:
     """Number of batches per pass, or ``None`` when the dataset does not know it."""
     cardinality = getattr(dataset, "cardinality", None)

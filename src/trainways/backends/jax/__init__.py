@@ -17,7 +17,7 @@ import numpy as np
 from trainways.backends.jax import devices
 from trainways.backends.jax.loop import LoopStepper
 from trainways.config import ConfigError
-from trainways.trainers.base import TrainData
+from trainways.trainers.base import TrainData, build_compiled
 
 
 class _NumpyBatches:
@@ -58,10 +58,7 @@ def prepare(model: Any, data: TrainData) -> Placement:
     x_spec, y_spec = data.train.element_spec
     x = np.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype.as_numpy_dtype)
     y = np.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype.as_numpy_dtype)
-    y_pred = model(x, training=False)
-    if model.loss is not None:
-        model.compute_loss(x, y, y_pred)
-    model.compute_metrics(x, y, y_pred)
+    build_compiled(model, x, y)
     model.reset_metrics()
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)

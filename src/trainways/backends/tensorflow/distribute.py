@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from trainways.trainers.base import TrainData
+from trainways.trainers.base import TrainData, build_compiled
 
 
 @dataclass(frozen=True)
@@ -107,16 +107,10 @@ def build_for_training(
     x = tf.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype)
     y = tf.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype)
 
-    def build() -> None:
-        y_pred = model(x, training=False)
-        if model.loss is not None:  # a trainways.Loop's model may be compiled without one
-            model.compute_loss(x, y, y_pred)
-        model.compute_metrics(x, y, y_pred)
-
     if strategy is None:
-        build()
+        build_compiled(model, x, y)
     else:  # metric variables under a strategy update only in a replica context
-        strategy.run(build)
+        strategy.run(lambda: build_compiled(model, x, y))
     model.reset_metrics()
     if model.optimizer is not None and not model.optimizer.built:
         with model.distribute_strategy.scope():
