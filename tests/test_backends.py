@@ -1,10 +1,13 @@
-"""Keras backends other than TensorFlow: choosing one, and the three methods on JAX.
+"""Keras backends other than TensorFlow: choosing one, and everything trainways does on JAX and
+PyTorch.
 
-This pytest process runs Keras on TensorFlow, so every JAX run is a child process (started
-together: most of their time is starting Python). On the synthetic corpus: each method trains
-on JAX and records its backend; the three agree after one epoch; a run stopped by SIGKILL in
-epoch 2 resumes — on JAX, because the run recorded it — to exactly the unbroken run; what JAX does
-not support yet is a one-line error before any file is written.
+This pytest process runs Keras on TensorFlow, so every JAX or PyTorch run is a child process
+(started together: most of their time is starting Python). On the synthetic corpus, per backend:
+each method trains and records its backend; the three agree after one epoch; the backend's example
+step (level 2) and its own-loop example (level 3) give the built-in loop's weights; a run stopped by
+SIGKILL in epoch 2 resumes — on that backend, because the run recorded it — to exactly the unbroken
+run; the model a backend saved loads and evaluates here, on TensorFlow; what a backend does not
+support is a one-line error before any file is written.
 """
 
 from __future__ import annotations
@@ -23,99 +26,195 @@ from trainways import rundir
 from trainways.checkpoint import first_epoch_weights
 from trainways.cli import main
 
-from helpers import Children, assert_same_run, checkpoint_epochs, read_history, train_args
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None, reason="JAX is not installed: pip install -e '.[jax]'"
+from helpers import (
+    Children,
+    assert_same_run,
+    checkpoint_epochs,
+    largest_difference,
+    load_weights,
+    read_history,
+    read_status,
+    train_args,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 METHODS = ("fit", "batch", "loop")
 EPOCHS = 3
-OPTIONS = ("--max-len", "60", "--backend", "jax")
-JAX = {"KERAS_BACKEND": "jax"}  # for the paused child, whose script imports Keras first
+BACKENDS = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec(name) is None,
+            reason=f"{name} is not installed: pip install -e '.[{name}]'",
+        ),
+    )
+    for name in ("jax", "torch")
+]
 
 
-@pytest.fixture(scope="module")
-def jax_runs(corpus, tmp_path_factory) -> dict[str, Path]:
-    """Each method on JAX, unbroken; and loop again, stopped by SIGKILL in epoch 2."""
-    root = tmp_path_factory.mktemp("jax")
+def options(backend: str) -> tuple[str, ...]:
+    return ("--max-len", "60", "--backend", backend)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
+    """On one backend: each method, unbroken; loop with the backend's example step; the
+    backend's own-loop example; and loop again, stopped by SIGKILL in epoch 2."""
+    backend = request.param
+    root = tmp_path_factory.mktemp(backend)
     children = Children(root / "cache")
+    example = EXAMPLES / f"tutorial_step_{backend}.py"
+    steps = ("--step", f"{example}:train_step", "--test-step", f"{example}:test_step")
     try:
         unbroken = {
-            method: children.spawn(*train_args(corpus, root / method, method, EPOCHS, *OPTIONS))
+            method: children.spawn(
+                *train_args(corpus, root / method, method, EPOCHS, *options(backend))
+            )
             for method in METHODS
         }
+        unbroken["step"] = children.spawn(
+            *train_args(corpus, root / "step", "loop", EPOCHS, *options(backend), *steps)
+        )
+        unbroken["own_loop"] = children.spawn(
+            *("--data", str(corpus), "--epochs", str(EPOCHS), "--seed", "5", "--max-len", "60"),
+            *("--out", str(root / "own_loop")),
+            script=EXAMPLES / f"own_loop_{backend}.py",
+            env={"KERAS_BACKEND": backend},
+        )
         marker = root / "killed.paused"
         killed = children.spawn(
-            *train_args(corpus, root / "killed", "loop", EPOCHS, *OPTIONS),
+            *train_args(corpus, root / "killed", "loop", EPOCHS, *options(backend)),
             pause_at="2:3",
             marker=marker,
-            env=JAX,
+            env={"KERAS_BACKEND": backend},  # the paused child's script imports Keras first
         )
         children.wait_for(marker, killed)
         assert checkpoint_epochs(root / "killed") == [1]
         killed.send_signal(signal.SIGKILL)
         assert children.wait(killed) == -signal.SIGKILL
-        for method, process in unbroken.items():
-            assert children.wait(process) == 0, f"{method}: {process.stderr_text[-3000:]}"
+        for name, process in unbroken.items():
+            assert children.wait(process) == 0, f"{name}: {process.stderr_text[-3000:]}"
     finally:
         children.kill_all()
-    return {**{method: root / method for method in METHODS}, "killed": root / "killed"}
+    names = [*METHODS, "step", "own_loop", "killed"]
+    return {"backend": backend, **{name: root / name for name in names}}
 
 
-def test_each_method_trains_on_jax_and_records_it(jax_runs):
+def test_each_method_trains_on_the_backend_and_records_it(runs):
+    backend = runs["backend"]
     for method in METHODS:
-        run = jax_runs[method]
+        run = runs[method]
         assert json.loads((run / rundir.STATUS).read_text())["state"] == "completed"
-        assert json.loads((run / rundir.CONFIG).read_text())["device"]["backend"] == "jax"
-        assert "JAX" in (run / rundir.LOG).read_text()
+        assert json.loads((run / rundir.CONFIG).read_text())["device"]["backend"] == backend
+        assert {"jax": "JAX", "torch": "PyTorch"}[backend] in (run / rundir.LOG).read_text()
         assert len(read_history(run)) == EPOCHS
 
 
-def test_the_three_methods_agree_on_jax_after_one_epoch(jax_runs):
-    weights = {method: first_epoch_weights(jax_runs[method]) for method in METHODS}
+def test_the_three_methods_agree_on_the_backend_after_one_epoch(runs):
+    weights = {method: first_epoch_weights(runs[method]) for method in METHODS}
     for method in ("batch", "loop"):
         for (name, ours), (other, theirs) in zip(weights[method], weights["fit"], strict=True):
             assert name == other
             assert np.max(np.abs(ours - theirs)) <= 1e-5, (method, name)
-    histories = {method: read_history(jax_runs[method]) for method in METHODS}
+    histories = {method: read_history(runs[method]) for method in METHODS}
     for method in ("batch", "loop"):
         for ours, theirs in zip(histories[method], histories["fit"], strict=True):
             assert abs(float(ours["val_accuracy"]) - float(theirs["val_accuracy"])) <= 0.005
 
 
-def test_a_killed_jax_run_resumes_on_jax_to_the_unbroken_run(jax_runs, tmp_path):
+def test_the_backends_example_step_trains_as_the_built_in_loop(runs):
+    assert_same_run(runs["step"], runs["loop"])
+
+
+def test_the_backends_own_loop_example_trains_as_the_built_in_loop(runs):
+    assert read_status(runs["own_loop"])["state"] == "completed"
+    assert largest_difference(load_weights(runs["own_loop"]), load_weights(runs["loop"])) == 0.0
+    for ours, theirs in zip(
+        read_history(runs["own_loop"]), read_history(runs["loop"]), strict=True
+    ):
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            # The Loop averages in float64 in Python, the loop method in float32 variables.
+            assert float(ours[key]) == pytest.approx(float(theirs[key]), abs=1e-5), key
+
+
+def test_a_killed_run_resumes_on_its_backend_to_the_unbroken_run(runs):
     # In a child: this process's Keras runs on TensorFlow, and --resume must pick the run's own
     # backend from its config.json with no --backend given.
     result = subprocess.run(
-        [sys.executable, "-m", "trainways.cli", "train", "--resume", str(jax_runs["killed"])],
+        [sys.executable, "-m", "trainways.cli", "train", "--resume", str(runs["killed"])],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_same_run(jax_runs["killed"], jax_runs["loop"])
+    assert_same_run(runs["killed"], runs["loop"])
+
+
+def test_a_model_trained_on_the_backend_evaluates_predicts_and_exports_here_on_tensorflow(
+    runs, tmp_path
+):
+    # A .keras file is backend-independent: this process runs Keras on TensorFlow.
+    from trainways import inference
+    from trainways.export import export_run
+
+    figures = inference.evaluate(runs["fit"], last=True)
+    history = read_history(runs["fit"])[-1]
+    assert figures["accuracy"] == pytest.approx(float(history["val_accuracy"]), abs=1e-6)
+    assert figures["loss"] == pytest.approx(float(history["val_loss"]), rel=1e-5)
+    text = "the copper mine said output of copper and smelter tonnes rose in the year"
+    [prediction] = inference.predict(runs["fit"], [text], last=True)
+    assert prediction.problem is None and len(prediction.topics) == 5
+    export_run(runs["fit"], tmp_path / "exported", last=True)
+    assert (tmp_path / "exported" / "saved_model.pb").is_file()
+
+
+REFUSED = {
+    "jax": [
+        (("--strategy", "multiworker"), "not supported on the JAX backend yet"),
+        (("--xla-optimizer",), "on JAX the whole step is already one XLA program"),
+        (("--gpu-memory-limit", "1000"), "gpu_memory_limit 1000 is TensorFlow's"),
+        (
+            ("--step", "examples/tutorial_step.py:train_step"),
+            "must take (model, state, x, y) on the jax backend",
+        ),
+        (("--step", "examples/two_learning_rates.py:train_step"), "@keeps"),
+    ],
+    "torch": [
+        (("--strategy", "mirrored", "--cpu-devices", "2"), "not supported on the PyTorch backend"),
+        (("--xla",), "PyTorch runs eagerly: drop xla"),
+        (("--steps-per-execution", "2"), "Keras runs one step per call on PyTorch"),
+        (("--gpu-memory-limit", "1000"), "is not supported on the PyTorch backend"),
+        (
+            ("--step", "examples/tutorial_step_jax.py:train_step"),
+            "must take (model, x, y) on the torch backend",
+        ),
+        (("--step", "examples/tutorial_step.py:train_step"), "step failed on the first batch"),
+    ],
+}
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("backend", "extra", "message"),
     [
-        (("--strategy", "mirrored", "--cpu-devices", "2"), "not supported on the JAX backend yet"),
-        (("--xla-optimizer",), "on JAX the whole step is already one XLA program"),
-        (("--step", "examples/tutorial_step.py:train_step"), "TensorFlow backend only, for now"),
+        pytest.param(backend.values[0], extra, message, marks=backend.marks)
+        for backend in BACKENDS
+        for extra, message in REFUSED[backend.values[0]]
     ],
 )
-def test_what_jax_does_not_support_yet_is_refused_in_one_line(options, message, corpus, tmp_path):
+def test_what_a_backend_does_not_support_is_refused_in_one_line(
+    backend, extra, message, corpus, tmp_path
+):
     out = tmp_path / "run"
-    argv = train_args(corpus, out, "loop", 1, *OPTIONS, *options)
+    argv = train_args(corpus, out, "loop", 1, *options(backend), *extra)
     result = subprocess.run(
         [sys.executable, "-m", "trainways.cli", *argv],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
@@ -124,7 +223,7 @@ def test_what_jax_does_not_support_yet_is_refused_in_one_line(options, message, 
 
 
 def test_a_backend_other_than_the_running_one_is_refused_in_this_process(corpus, tmp_path, capsys):
-    assert main(train_args(corpus, tmp_path / "run", "fit", 1, *OPTIONS)) == 2
+    assert main(train_args(corpus, tmp_path / "run", "fit", 1, *options("jax"))) == 2
     assert "Keras already runs on tensorflow in this process" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 

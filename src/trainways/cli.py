@@ -24,6 +24,7 @@ from trainways.config import (
     METHODS,
     ConfigError,
     DataConfig,
+    DeviceConfig,
     RunConfig,
     apply_options,
     flags_of,
@@ -536,23 +537,23 @@ def _start_backend_quietly() -> None:
         current().devices.probe()
 
 
-def _backend_for(args: argparse.Namespace) -> str | None:
-    """The backend a command asks for: ``--backend``, else the one recorded in the run it
-    resumes or the configuration file it reads (``None``: the default)."""
-    given = getattr(args, "device.backend", None)
-    if given:
-        return given
+def _devices_for(args: argparse.Namespace) -> DeviceConfig:
+    """The device options a command asks for: those recorded in the run it resumes or the
+    configuration file it reads, then the ones given (``--backend``, ``--gpu``, ``--cpu``...)."""
+    given = {
+        path: value for path, value in _given_options(args).items() if path.startswith("device.")
+    }
     source = None
     if getattr(args, "resume", None) is not None:
         source = Path(args.resume) / rundir.CONFIG
     elif getattr(args, "config", None) is not None:
         source = Path(args.config)
-    if source is None or not source.is_file():
-        return None
-    try:
-        return rundir.read_json(source).get("device", {}).get("backend")
-    except (OSError, ValueError, AttributeError):
-        return None  # the command itself reports a broken file
+    recorded = RunConfig()
+    if source is not None and source.is_file():
+        # A broken file: the command itself reports it.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            recorded = RunConfig.from_dict({"device": rundir.read_json(source).get("device", {})})
+    return apply_options(recorded, given).device
 
 
 def _config_error(error: ConfigError) -> str:
@@ -583,7 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from trainways.backends import select
 
-            select(_backend_for(args))
+            devices = _devices_for(args)
+            select(devices.backend, devices)
         except ConfigError as error:
             print(f"{prog}: error: {_config_error(error)}", file=sys.stderr)
             return EXIT_USAGE

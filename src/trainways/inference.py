@@ -27,7 +27,12 @@ class InferenceError(ValueError):
 
 
 def load_model(run_dir: Path | str, *, last: bool = False) -> tuple[Any, Path]:
-    """The run's best-epoch model (or its last with ``last``), compiled as it was trained.
+    """The run's best-epoch model (or its last with ``last``), compiled with the run's loss and
+    metrics.
+
+    The saved compile settings are not read: Keras's PyTorch backend saves its optimizer under a
+    module of its own, which would import PyTorch (and Keras on PyTorch) to load a model trained
+    there. Inference needs no optimizer, so a run trained on any backend loads on any other.
 
     Returns:
         The Keras model and the file it came from.
@@ -40,18 +45,19 @@ def load_model(run_dir: Path | str, *, last: bool = False) -> tuple[Any, Path]:
     rundir.require_completed(run_dir)
     import keras
 
-    from trainways.backends import current
+    from trainways.model import build_loss, build_metrics
 
-    current()  # registers the backend's own optimizers, which saved models may name
     _import_model_code(run_dir)
     path = run_dir / (
         rundir.MODEL if last or not (run_dir / rundir.BEST).is_file() else rundir.BEST
     )
     try:
-        return keras.models.load_model(path), path
+        model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError) as error:
         first = (str(error).strip().splitlines() or [""])[0][:300]
         raise InferenceError(f"cannot load the model {path}: {first}") from None
+    model.compile(loss=build_loss(), metrics=build_metrics())
+    return model, path
 
 
 def _import_model_code(run_dir: Path) -> None:

@@ -354,7 +354,7 @@ class Loop:
         Under ``MirroredStrategy`` a batch from :meth:`batches` is split per replica; the
         returned callable runs ``fn`` on each part and gives back the whole batch's logs.
         """
-        return self._backend.compile_step(fn, self._placement, self._element_spec)
+        return self._backend.compile_step(fn, self.model, self._placement, self._element_spec)
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -382,7 +382,8 @@ class Loop:
         for key, value in logs.items():
             if key == steps.PREDICTIONS:
                 continue
-            self._sums[key] = self._sums.get(key, 0.0) + float(value) * size
+            value = float(keras.ops.convert_to_numpy(value))  # a PyTorch loss still has its graph
+            self._sums[key] = self._sums.get(key, 0.0) + value * size
         self._count += size
         if steps.PREDICTIONS in logs:
             for metric in self._metrics:

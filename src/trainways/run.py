@@ -131,11 +131,14 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
             f"probability per topic (None, {reuters.num_classes})",
             keys=("preset",),
         )
+    from trainways.backends import current
     from trainways.model import build_optimizer
 
-    # The backend may refuse an optimizer setting (xla_optimizer on JAX).
+    # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
+    # PyTorch).
     with devices.strategy.scope() if devices is not None else contextlib.nullcontext():
         build_optimizer(config.train.learning_rate, xla=config.train.xla_optimizer)
+    current().jit_compile(config.train.jit_compile)
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)
     # Forget the throwaway models' layer names: the run's model is then named the same whatever
@@ -166,7 +169,9 @@ def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     scope = devices.strategy.scope() if devices is not None else contextlib.nullcontext()
     with scope:
         training = build_training(config, reuters)
-        loop.make_stepper(prepare(training.model, training.data, training.spec))
+        loop.make_stepper(prepare(training.model, training.data, training.spec)).check(
+            training.data
+        )
     keras.backend.clear_session()  # as check_model: the throwaway's names are forgotten
 
 

@@ -109,23 +109,29 @@ def _python_function(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def check_step(fn: Callable[..., Any], *, role: str = "step") -> None:
-    """Refuse a step function that cannot be called as ``step(model, x, y)``.
+    """Refuse a step function that cannot be called as the backend's steps are: ``step(model, x,
+    y)`` on TensorFlow and PyTorch, ``step(model, state, x, y)`` on JAX (``STEP_ARGUMENTS`` of
+    :func:`trainways.backends.current`).
 
     Raises:
         ConfigError: It is not callable or takes other arguments.
     """
+    from trainways.backends import current
+
+    arguments = current().STEP_ARGUMENTS
+    wanted = f"({', '.join(arguments)})"
     if not callable(fn):
-        raise ConfigError(f"{role} must be a function step(model, x, y), got {fn!r}", keys=(role,))
+        raise ConfigError(f"{role} must be a function step{wanted}, got {fn!r}", keys=(role,))
     try:
         signature = inspect.signature(_python_function(fn))
     except (TypeError, ValueError):  # no signature to read (a builtin): let the first call tell
         return
     try:
-        signature.bind(None, None, None)
+        signature.bind(*[None] * len(arguments))
     except TypeError:
         raise ConfigError(
-            f"{role} {_name(fn)}{signature} must take (model, x, y) and return a dict of logs "
-            "with 'loss'",
+            f"{role} {_name(fn)}{signature} must take {wanted} on the "
+            f"{keras.backend.backend()} backend (docs/custom-steps.md)",
             keys=(role,),
         ) from None
 

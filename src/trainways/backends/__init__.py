@@ -16,29 +16,44 @@ for the backend's module, and each module offers the same names:
 ``enable_determinism()``   deterministic kernels (``--deterministic``)
 ``is_cluster_failure(e)``  whether ``e`` means a peer of a multi-worker job was lost
 ``devices``                devices and strategies: ``make_strategy(config)``, ``is_chief(config)``
+``environment``            ``environment(config)``: the variables to set before Keras is imported
+                           (a module that imports neither Keras nor the backend's package)
 =========================  =========================================================================
 
-Adding a backend adds a sibling folder with these names.
+Adding a backend adds a sibling folder with these names. A backend whose package reads its device
+choice when Keras imports it (PyTorch) keeps its ``__init__`` free of Keras (:func:`load_lazily`),
+so that :func:`select` can import its ``environment`` first.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from types import ModuleType
+from typing import Any
 
-from trainways.config import ConfigError
+from trainways.config import ConfigError, DeviceConfig
 
-# How to install a backend's package (trainways has no PyTorch backend yet: plain torch).
-INSTALL = {"jax": "pip install -e '.[jax]'", "torch": "pip install torch"}
+# The backends trainways runs on, each a sibling folder here.
+SUPPORTED = ("tensorflow", "jax", "torch")
+
+# How to install a backend's package.
+INSTALL = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}
 
 
-def select(name: str | None) -> str:
+def select(name: str | None, device: DeviceConfig | None = None) -> str:
     """Make ``name`` (default: ``$KERAS_BACKEND``, else ``tensorflow``) this process's Keras
     backend; call it before Keras is imported. Returns the backend chosen.
 
+    Args:
+        name: The backend.
+        device: The device options; the backend's ``environment`` turns them into the variables
+            its package reads when it starts (set here, before Keras imports it).
+
     Raises:
-        ConfigError: Keras already runs on another backend in this process, or the backend's
-            package is not installed (the message gives the install command).
+        ConfigError: Keras already runs on another backend in this process, the backend's
+            package is not installed (the message gives the install command), or the device
+            options ask for what the backend cannot do.
     """
     import importlib.util
     import os
@@ -58,6 +73,9 @@ def select(name: str | None) -> str:
             )
         return name
     os.environ["KERAS_BACKEND"] = name
+    if device is not None and name in SUPPORTED:
+        environment = importlib.import_module(f"{__name__}.{name}.environment")
+        os.environ.update(environment.environment(device))
     return name
 
 
@@ -76,6 +94,18 @@ def current() -> ModuleType:
         if error.name != f"{__name__}.{name}":
             raise
         raise ConfigError(
-            f"the Keras backend {name!r} is not supported yet: use backend tensorflow or jax",
+            f"the Keras backend {name!r} is not supported yet: use backend {', '.join(SUPPORTED)}",
             keys=("backend",),
         ) from None
+
+
+def load_lazily(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``package``'s submodule ``names[name]`` when
+    ``name`` is first used, so that importing the package itself imports no Keras."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+
+    return __getattr__

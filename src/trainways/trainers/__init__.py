@@ -69,9 +69,11 @@ def prepare(model: keras.Model, data: TrainData, spec: TrainSpec) -> Setup:
             "steps_per_epoch, or a number",
             keys=("steps_per_execution",),
         )
-    spec = dataclasses.replace(spec, steps_per_execution=steps)
-    compile_model(model, spec)
     backend = current()
+    spec = dataclasses.replace(
+        spec, steps_per_execution=steps, jit_compile=backend.jit_compile(spec.jit_compile)
+    )
+    compile_model(model, spec)
     return Setup(model, data, spec, backend, backend.prepare(model, data))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from trainways.backends.jax import devices
 from trainways.backends.jax.loop import LoopStepper
+from trainways.backends.jax.own_loop import compile_step
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainData, build_compiled
 
@@ -74,11 +75,6 @@ def XlaNadam(**_: Any) -> Any:
     )
 
 
-def compile_step(fn: Any, placement: Any, element_spec: Any) -> Any:
-    """Refused on JAX for now: :class:`trainways.Loop`'s step helper is TensorFlow's."""
-    raise ConfigError("Loop.step runs on the TensorFlow backend only, for now", keys=("backend",))
-
-
 def enable_determinism() -> None:
     """Nothing to do: JAX on the CPU computes the same bits every run."""
 
@@ -88,7 +84,19 @@ def is_cluster_failure(error: BaseException) -> bool:
     return False
 
 
+def jit_compile(requested: bool) -> bool:
+    """Always: on JAX a step is one XLA program, ``--xla`` or not (Keras's JAX trainer runs a
+    step uncompiled, op by op, when ``jit_compile`` is off: a debugging mode, several times
+    slower, that rounds differently from every compiled step)."""
+    return True
+
+
+# A step function's arguments (docs/custom-steps.md): a pure function of the state.
+STEP_ARGUMENTS = ("model", "state", "x", "y")
+
+
 __all__ = [
+    "STEP_ARGUMENTS",
     "LoopStepper",
     "Placement",
     "XlaNadam",
@@ -96,5 +104,6 @@ __all__ = [
     "devices",
     "enable_determinism",
     "is_cluster_failure",
+    "jit_compile",
     "prepare",
 ]

@@ -5,11 +5,25 @@ the gradients, ``optimizer.stateless_apply`` for the update, ``metric.stateless_
 the metrics. The state (trainable, non-trainable, optimizer and metric variables) is read from the
 Keras variables before each execution and written back after it, so that callbacks see the
 weights, a learning-rate schedule's change is picked up, and checkpoints save what was trained.
+
+The step is one of three (:mod:`trainways.steps`), each a pure function ``(state, x, y) ->
+(state, logs)`` compiled once per batch shape:
+
+- trainways' built-in step: the loss of ``model.compute_loss_and_updates`` (what ``fit``'s
+  ``train_step`` differentiates, so that both compile to the same program), its gradients, one
+  ``stateless_apply``;
+- the model's own ``train_step(state, data)`` / ``test_step(state, data)``, Keras's stateless
+  JAX contract, when the model's class overrides them;
+- the user's step function ``step(model, state, x, y) -> (logs, state)``, ``state`` being the
+  ``(trainable, non_trainable, optimizer_variables)`` arrays, and ``test_step(model, state, x,
+  y) -> logs`` with the same ``state``. Its logs are checked when it is traced
+  (``jax.eval_shape``, which runs nothing), before any step runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -20,68 +34,106 @@ from trainways import steps as user_steps
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainSpec
 
+# A pass's pure step: (state, x, y) -> (state, logs).
+PureStep = Callable[[Any, Any, Any], tuple[Any, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One kind of pass: its pure step, whether its state carries the optimizer's variables (a
+    training pass's, and a user's test step's), and the metric objects whose variables end its
+    state."""
+
+    step: PureStep
+    optimizer: bool
+    metrics: list[keras.metrics.Metric]
+
 
 class LoopStepper:
     """Steps with a hand-written ``jax.value_and_grad`` update and Keras metric objects.
 
     Args:
         model: The compiled model; its optimizer is the one the step applies.
-        spec: The loss, metrics and XLA setting.
-        element_spec: Unused on JAX (``jax.jit`` traces per batch shape).
-        placement: Where the steps run (one device on JAX, for now).
+        spec: The loss, metrics and XLA setting, and the user's steps if any.
+        element_spec: The ``(x, y)`` spec of the training batches (a user's step is traced on
+            it before any step runs).
+        placement: Where the steps run.
     """
 
     def __init__(self, model: keras.Model, spec: TrainSpec, element_spec: Any, placement: Any):
-        if spec.train_step is not None or spec.test_step is not None:
+        if user_steps.extra_optimizers(spec.train_step, spec.test_step):
             raise ConfigError(
-                "step functions run on the TensorFlow backend only, for now: drop step / "
-                "test_step, or use backend tensorflow",
-                keys=("step", "test_step", "backend"),
-            )
-        if user_steps.has_own_step(model):
-            raise ConfigError(
-                "a model's own train_step runs in the loop method on the TensorFlow backend "
-                "only, for now: use method fit or batch, or backend tensorflow",
-                keys=("method", "backend"),
+                "a step's second optimizer (@keeps) is not supported on JAX yet: apply "
+                "model.optimizer only, or use backend tensorflow or torch",
+                keys=("step", "backend"),
             )
         self._model = model
         self._optimizer = model.optimizer
-        self._loss_fn = spec.loss
+        self._spec = spec
+        self._placement = placement
+        self._example = _example_batch(element_spec)
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._metrics = [self._loss_tracker, *spec.metrics()]
+        own = user_steps.has_own_step(model)
+        if spec.train_step is not None:
+            train = self._user_pass(spec.train_step, "step", train=True)
+        elif own:
+            train = self._own_pass(model.train_step, "train_step", train=True)
+        else:
+            train = _Pass(self._train_step, True, self._metrics)
+        if spec.test_step is not None:
+            test = self._user_pass(spec.test_step, "test_step", train=False)
+        elif own:
+            test = self._own_pass(model.test_step, "test_step", train=False)
+        else:
+            test = _Pass(self._test_step, False, self._metrics)
+        self._passes = {"train": train, "test": test}
+        self._compiled = {
+            name: jax.jit(kind.step, donate_argnums=0) for name, kind in self._passes.items()
+        }
         self._logs: dict[str, float] = {}
-        self._train = jax.jit(self._train_step)
-        self._test = jax.jit(self._test_step)
 
-    # ----------------------------------------------------------------- pure steps
-
-    def _loss(self, trainable, non_trainable, x, y, training):
-        y_pred, non_trainable, losses = self._model.stateless_call(
-            trainable, non_trainable, x, training=training, return_losses=True
-        )
-        loss = self._loss_fn(y, y_pred)
-        if losses:
-            loss = loss + sum(losses)
-        return loss, (y_pred, non_trainable)
+    # ----------------------------------------------------------------- the built-in step
 
     def _update_metrics(self, metric_vars, loss, y, y_pred):
         updated = []
-        size = y_pred.shape[0]
-        for metric, variables in zip(self._metrics, metric_vars, strict=True):
+        for metric, variables in zip(
+            self._metrics, _split(self._metrics, metric_vars), strict=True
+        ):
             if metric is self._loss_tracker:
-                updated.append(metric.stateless_update_state(variables, loss, sample_weight=size))
+                updated.append(
+                    metric.stateless_update_state(variables, loss, sample_weight=y_pred.shape[0])
+                )
             else:
                 updated.append(metric.stateless_update_state(variables, y, y_pred))
         logs = {
             metric.name: metric.stateless_result(variables)
             for metric, variables in zip(self._metrics, updated, strict=True)
         }
-        return updated, logs
+        return [v for variables in updated for v in variables], logs
+
+    def _loss(self, trainable, non_trainable, x, y, training, optimizer_vars=None):
+        # Keras's own loss computation (compiled loss plus layer losses), as fit differentiates it;
+        # its metric variables (none are updated by the loss) are passed through untouched.
+        metrics_vars = [v.value for v in self._model.metrics_variables]
+        loss, (unscaled, y_pred, non_trainable, _) = self._model.compute_loss_and_updates(
+            trainable,
+            non_trainable,
+            metrics_vars,
+            x,
+            y,
+            None,
+            training=training,
+            optimizer_variables=optimizer_vars,
+        )
+        return loss, (unscaled, y_pred, non_trainable)
 
     def _train_step(self, state, x, y):
         trainable, non_trainable, optimizer_vars, metric_vars = state
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
-        (loss, (y_pred, non_trainable)), grads = grad_fn(trainable, non_trainable, x, y, True)
+        (_, (loss, y_pred, non_trainable)), grads = grad_fn(
+            trainable, non_trainable, x, y, True, optimizer_vars
+        )
         trainable, optimizer_vars = self._optimizer.stateless_apply(
             optimizer_vars, grads, trainable
         )
@@ -90,78 +142,153 @@ class LoopStepper:
 
     def _test_step(self, state, x, y):
         trainable, non_trainable, metric_vars = state
-        loss, (y_pred, _) = self._loss(trainable, non_trainable, x, y, False)
+        _, (loss, y_pred, non_trainable) = self._loss(trainable, non_trainable, x, y, False)
         metric_vars, logs = self._update_metrics(metric_vars, loss, y, y_pred)
-        return metric_vars, logs
+        return (trainable, non_trainable, metric_vars), logs
+
+    # ----------------------------------------------------------------- a user's step function
+
+    def _user_pass(self, fn: Callable[..., Any], role: str, *, train: bool) -> _Pass:
+        """A pass running the user's step, its logs tracked as the contract says."""
+        model = self._model
+        weights = self._weights(optimizer=True)
+        x, y = self._example
+        try:
+            traced = jax.eval_shape(lambda w, x, y: fn(model, w, x, y), weights, x, y)
+        except ConfigError:
+            raise
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ConfigError(
+                f"{role} {fn.__name__} failed when traced: {type(error).__name__}: {first}",
+                keys=(role,),
+            ) from None
+        if train:
+            if not (isinstance(traced, tuple) and len(traced) == 2):
+                raise ConfigError(
+                    f"{role} {fn.__name__} returned {type(traced).__name__}: a JAX step returns "
+                    "(logs, state), state being (trainable, non_trainable, optimizer_variables)",
+                    keys=(role,),
+                )
+            traced = traced[0]
+        logs = user_steps.check_logs(traced, role=role, source=fn)
+        scalars = [keras.metrics.Mean(name=key) for key in logs if key != user_steps.PREDICTIONS]
+        predicted = self._spec.metrics() if user_steps.PREDICTIONS in logs else []
+        every = [*scalars, *predicted]
+
+        def track(metric_vars, out, y):
+            updated = []
+            parts = _split(every, metric_vars)
+            for metric, variables in zip(scalars, parts, strict=False):
+                updated.append(
+                    metric.stateless_update_state(
+                        variables, out[metric.name], sample_weight=y.shape[0]
+                    )
+                )
+            for metric, variables in zip(predicted, parts[len(scalars) :], strict=True):
+                updated.append(
+                    metric.stateless_update_state(variables, y, out[user_steps.PREDICTIONS])
+                )
+            results = {
+                metric.name: metric.stateless_result(variables)
+                for metric, variables in zip(every, updated, strict=True)
+            }
+            return [v for variables in updated for v in variables], results
+
+        def step(state, x, y):
+            *weights, metric_vars = state
+            if train:
+                out, weights = fn(model, tuple(weights), x, y)
+            else:
+                out = fn(model, tuple(weights), x, y)
+            metric_vars, results = track(metric_vars, out, y)
+            return (*weights, metric_vars), results
+
+        return _Pass(step, True, every)
+
+    # ----------------------------------------------------------------- the model's own step
+
+    def _own_pass(self, method: Callable[..., Any], role: str, *, train: bool) -> _Pass:
+        """A pass running the model's own stateless ``train_step`` / ``test_step``."""
+        model = self._model
+        names = list(dict.fromkeys([*model.get_metrics_result(), *(m.name for m in model.metrics)]))
+        state = (*self._weights(optimizer=train), [v.value for v in model.metrics_variables])
+        logs, _ = jax.eval_shape(lambda s, x, y: method(s, (x, y)), state, *self._example)
+        user_steps.check_own_step_logs(logs, names, role=role)
+
+        def step(state, x, y):
+            logs, state = method(state, (x, y))
+            return state, logs
+
+        return _Pass(step, train, list(model.metrics))
 
     # ----------------------------------------------------------------- state in and out
 
-    def _metric_state(self):
-        return [[v.value for v in metric.variables] for metric in self._metrics]
+    def _weights(self, *, optimizer: bool) -> tuple[list[Any], ...]:
+        model = self._model
+        weights = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+        )
+        return (*weights, [v.value for v in self._optimizer.variables]) if optimizer else weights
 
-    def _set_metric_state(self, state):
-        for metric, values in zip(self._metrics, state, strict=True):
-            for variable, value in zip(metric.variables, values, strict=True):
-                variable.assign(value)
-
-    @staticmethod
-    def _values(variables):
-        return [v.value for v in variables]
-
-    @staticmethod
-    def _assign(variables, values):
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
-
-    def _run(self, iterator: Iterator[tuple[Any, Any]], steps: int, train: bool) -> int:
-        model, optimizer = self._model, self._optimizer
-        if train:
-            state = (
-                self._values(model.trainable_variables),
-                self._values(model.non_trainable_variables),
-                self._values(optimizer.variables),
-                self._metric_state(),
-            )
-        else:
-            state = self._metric_state()
-            weights = (
-                self._values(model.trainable_variables),
-                self._values(model.non_trainable_variables),
-            )
+    def _run(self, kind: str, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        pass_, compiled = self._passes[kind], self._compiled[kind]
+        metric_vars = [v.value for m in pass_.metrics for v in m.variables]
+        state = (*self._weights(optimizer=pass_.optimizer), metric_vars)
         ran, logs = 0, None
         for x, y in iterator:
-            x, y = np.asarray(x), np.asarray(y)
-            if train:
-                state, logs = self._train(state, x, y)
-            else:
-                state, logs = self._test((*weights, state), x, y)
+            state, logs = compiled(state, np.asarray(x), np.asarray(y))
             ran += 1
             if ran == steps:
                 break
         if ran:
-            if train:
-                trainable, non_trainable, optimizer_vars, metric_vars = state
-                self._assign(model.trainable_variables, trainable)
-                self._assign(model.non_trainable_variables, non_trainable)
-                self._assign(optimizer.variables, optimizer_vars)
-            else:
-                metric_vars = state
-            self._set_metric_state(metric_vars)
+            *weights, metric_vars = state
+            variables = [self._model.trainable_variables, self._model.non_trainable_variables]
+            if pass_.optimizer:
+                variables.append(self._optimizer.variables)
+            for group, values in zip(variables, weights, strict=True):
+                for variable, value in zip(group, values, strict=True):
+                    variable.assign(value)
+            for variable, value in zip(
+                [v for m in pass_.metrics for v in m.variables], metric_vars, strict=True
+            ):
+                variable.assign(value)
             self._logs = {name: float(value) for name, value in logs.items()}
         return ran
 
     # ----------------------------------------------------------------- the Stepper protocol
 
+    def check(self, data: Any) -> None:
+        """Nothing to run: a user's step was checked when it was traced, which changes nothing."""
+
     def reset(self) -> None:
-        for metric in self._metrics:
-            metric.reset_state()
+        for kind in self._passes.values():
+            for metric in kind.metrics:
+                metric.reset_state()
         self._logs = {}
 
     def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
-        return self._run(iterator, steps, train=True)
+        return self._run("train", iterator, steps)
 
     def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
-        return self._run(iterator, steps, train=False)
+        return self._run("test", iterator, steps)
 
     def results(self) -> dict[str, float]:
         return dict(self._logs)
+
+
+def _example_batch(element_spec: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of one, shaped as ``element_spec`` (a ``tf.data`` spec), to trace steps on."""
+    return tuple(
+        np.zeros([1, *spec.shape[1:]], dtype=spec.dtype.as_numpy_dtype) for spec in element_spec
+    )
+
+
+def _split(metrics: list[keras.metrics.Metric], flat: list[Any]) -> list[list[Any]]:
+    """``flat`` (every metric's variables, in order) cut into one list per metric."""
+    parts, start = [], 0
+    for metric in metrics:
+        parts.append(flat[start : start + len(metric.variables)])
+        start += len(metric.variables)
+    return parts

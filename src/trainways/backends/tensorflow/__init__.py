@@ -3,11 +3,22 @@ devices and strategies. See :mod:`trainways.backends` for the names every backen
 
 from __future__ import annotations
 
-from trainways.backends.tensorflow import devices
-from trainways.backends.tensorflow.distribute import Placement, is_cluster_failure, prepare
-from trainways.backends.tensorflow.loop import LoopStepper
-from trainways.backends.tensorflow.optimizers import XlaNadam
-from trainways.backends.tensorflow.own_loop import compile_step
+from trainways.backends import load_lazily
+from trainways.backends.tensorflow import devices, environment
+
+# TensorFlow is imported when one of these is first used, not with this package: the CLI starts
+# it with its start-up messages hidden, after choosing the backend.
+__getattr__ = load_lazily(
+    __name__,
+    {
+        "Placement": "distribute",
+        "is_cluster_failure": "distribute",
+        "prepare": "distribute",
+        "LoopStepper": "loop",
+        "XlaNadam": "optimizers",
+        "compile_step": "own_loop",
+    },
+)
 
 
 def enable_determinism() -> None:
@@ -17,13 +28,25 @@ def enable_determinism() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def jit_compile(requested: bool) -> bool:
+    """What Keras's ``jit_compile`` is for ``--xla``: XLA if asked, TensorFlow's graphs if not."""
+    return requested
+
+
+# A step function's arguments (docs/custom-steps.md): the tutorial's GradientTape step.
+STEP_ARGUMENTS = ("model", "x", "y")
+
+
 __all__ = [
+    "STEP_ARGUMENTS",
     "LoopStepper",
     "Placement",
     "XlaNadam",
     "compile_step",
     "devices",
     "enable_determinism",
+    "environment",
     "is_cluster_failure",
+    "jit_compile",
     "prepare",
 ]

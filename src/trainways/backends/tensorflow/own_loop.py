@@ -22,13 +22,17 @@ _SIZE = "__trainways_examples__"
 
 
 def compile_step(
-    fn: Callable[[Any, Any], Mapping[str, Any]], placement: Placement, element_spec: Any
+    fn: Callable[[Any, Any], Mapping[str, Any]],
+    model: Any,
+    placement: Placement,
+    element_spec: Any,
 ) -> Callable[[Any, Any], dict[str, Any]]:
     """``fn(x, y) -> logs`` compiled, per replica under ``placement``'s strategy.
 
     Args:
         fn: The user's step on one batch (or one replica's share of it), returning logs as
             :mod:`trainways.steps` describes.
+        model: The loop's model (the step closes over it on TensorFlow).
         placement: Where it runs.
         element_spec: The ``(x, y)`` spec of the undistributed batches: on one device, one graph
             with an unknown batch dimension serves every batch (the last, smaller one too), as

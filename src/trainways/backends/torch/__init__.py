@@ -1,0 +1,81 @@
+"""The PyTorch backend: one device, the ``loop`` method's autograd step, devices. See
+:mod:`trainways.backends` for the names every backend offers.
+
+``fit`` and ``train_on_batch`` are Keras's own on PyTorch; the hand-driven methods get tensors on
+Keras's device made from NumPy batches (:meth:`Placement.distribute`). This package imports
+neither Keras nor PyTorch until a name that needs them is used: :mod:`.environment` must run
+before Keras is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainways.backends import load_lazily
+from trainways.backends.torch import devices, environment
+from trainways.config import ConfigError
+
+__getattr__ = load_lazily(
+    __name__,
+    {
+        "LoopStepper": "loop",
+        "Placement": "placement",
+        "prepare": "placement",
+        "compile_step": "own_loop",
+    },
+)
+
+
+def XlaNadam(**_: Any) -> Any:
+    """Refused on PyTorch: it compiles TensorFlow's Nadam update."""
+    raise ConfigError(
+        "xla_optimizer compiles TensorFlow's Nadam update, which PyTorch does not run: drop it, "
+        "or use backend tensorflow",
+        keys=("xla_optimizer",),
+    )
+
+
+def enable_determinism() -> None:
+    """PyTorch's deterministic algorithms (an error, not silence, where one has none)."""
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+
+
+def is_cluster_failure(error: BaseException) -> bool:
+    """One process on PyTorch: no peer to lose."""
+    return False
+
+
+def jit_compile(requested: bool) -> bool:
+    """Never: PyTorch runs eagerly, as Keras's ``fit`` does there by default.
+
+    Raises:
+        ConfigError: ``--xla`` (XLA is TensorFlow's and JAX's compiler).
+    """
+    if requested:
+        raise ConfigError(
+            "xla compiles TensorFlow and JAX steps; PyTorch runs eagerly: drop xla, or use "
+            "backend tensorflow or jax",
+            keys=("jit_compile",),
+        )
+    return False
+
+
+# A step function's arguments (docs/custom-steps.md): an autograd step.
+STEP_ARGUMENTS = ("model", "x", "y")
+
+
+__all__ = [
+    "STEP_ARGUMENTS",
+    "LoopStepper",
+    "Placement",
+    "XlaNadam",
+    "compile_step",
+    "devices",
+    "enable_determinism",
+    "environment",
+    "is_cluster_failure",
+    "jit_compile",
+    "prepare",
+]

@@ -1,0 +1,72 @@
+"""Where the steps run on PyTorch: one device, fed tensors made from NumPy batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainways.config import ConfigError
+from trainways.trainers.base import TrainData, build_compiled
+
+
+class _TensorBatches:
+    """A ``tf.data`` dataset seen as batches of tensors on Keras's device (one pass per
+    ``iter``)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self._dataset = dataset
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for x, y in self._dataset.as_numpy_iterator():
+            yield keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One PyTorch device (``strategy`` is always ``None``)."""
+
+    strategy: Any = None
+    spans_workers: bool = False
+
+    def distribute(self, data: TrainData) -> TrainData:
+        """``data`` as batches of tensors for the hand-driven methods."""
+        validation = data.validation
+        return dataclasses.replace(
+            data,
+            train=_TensorBatches(data.train),
+            validation=None if validation is None else _TensorBatches(validation),
+        )
+
+    def batch_size(self, y: Any) -> int:
+        return int(y.shape[0])
+
+    def gather(self, value: Any) -> Any:
+        return value
+
+
+def prepare(model: keras.Model, data: TrainData) -> Placement:
+    """Build what ``fit`` builds on first use (compiled loss and metrics, the optimizer), once.
+
+    Raises:
+        ConfigError: ``steps_per_execution`` above 1: Keras's PyTorch trainer runs one step per
+            call.
+    """
+    if model.steps_per_execution != 1:
+        raise ConfigError(
+            f"steps_per_execution {model.steps_per_execution}: Keras runs one step per call on "
+            "PyTorch; drop steps_per_execution, or use backend tensorflow or jax",
+            keys=("steps_per_execution", "backend"),
+        )
+    x_spec, y_spec = data.train.element_spec
+    x = np.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype.as_numpy_dtype)
+    y = np.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype.as_numpy_dtype)
+    build_compiled(model, x, y)
+    model.reset_metrics()
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return Placement()
