@@ -45,6 +45,7 @@ class LoopStepper:
                 keys=("method", "backend"),
             )
         self._model = model
+        self._placement = placement
         self._optimizer = model.optimizer
         self._loss_fn = spec.loss
         self._loss_tracker = keras.metrics.Mean(name="loss")
@@ -130,7 +131,7 @@ class LoopStepper:
             )
         ran, logs = 0, None
         for x, y in iterator:
-            x, y = np.asarray(x), np.asarray(y)
+            x, y = self._placement.put(np.asarray(x), np.asarray(y))
             if train:
                 state, logs = self._train(state, x, y)
             else:
