@@ -101,7 +101,6 @@ def test_a_killed_jax_run_resumes_on_jax_to_the_unbroken_run(jax_runs, tmp_path)
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (("--strategy", "mirrored", "--cpu-devices", "2"), "not supported on the JAX backend yet"),
         (("--xla-optimizer",), "on JAX the whole step is already one XLA program"),
         (("--step", "examples/tutorial_step.py:train_step"), "TensorFlow backend only, for now"),
     ],
