@@ -172,14 +172,13 @@ def test_a_model_trained_on_the_backend_evaluates_predicts_and_exports_here_on_t
 
 REFUSED = {
     "jax": [
-        (("--strategy", "multiworker"), "not supported on the JAX backend yet"),
         (("--xla-optimizer",), "on JAX the whole step is already one XLA program"),
         (("--gpu-memory-limit", "1000"), "gpu_memory_limit 1000 is TensorFlow's"),
         (
             ("--step", "examples/tutorial_step.py:train_step"),
             "must take (model, state, x, y) on the jax backend",
         ),
-        (("--step", "examples/two_learning_rates.py:train_step"), "@keeps"),
+        (("--step", "{keeps}:train_step"), "@keeps"),
     ],
     "torch": [
         (("--strategy", "mirrored", "--cpu-devices", "2"), "not supported on the PyTorch backend"),
@@ -207,6 +206,12 @@ def test_what_a_backend_does_not_support_is_refused_in_one_line(
     backend, extra, message, corpus, tmp_path
 ):
     out = tmp_path / "run"
+    keeps = tmp_path / "keeps.py"  # a JAX step that declares a second optimizer
+    keeps.write_text(
+        "import keras\nfrom trainways.steps import keeps\n\n"
+        "@keeps(keras.optimizers.SGD())\ndef train_step(model, state, x, y):\n    pass\n"
+    )
+    extra = [arg.format(keeps=keeps) for arg in extra]
     argv = train_args(corpus, out, "loop", 1, *options(backend), *extra)
     result = subprocess.run(
         [sys.executable, "-m", "trainways.cli", *argv],

@@ -333,7 +333,7 @@ def test_speed_levers_train_and_are_recorded(corpus, tmp_path):
     # Each lever acted on the model that trained, not just on config.json:
     import keras
 
-    import trainways.backends.tensorflow  # noqa: F401 - registers XlaNadam for loading
+    import trainways.backends.tensorflow.optimizers  # noqa: F401 - registers XlaNadam for loading
 
     model = keras.models.load_model(out / rundir.MODEL)
     assert type(model.optimizer).__name__ == "XlaNadam"

@@ -138,7 +138,7 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     # PyTorch).
     with devices.strategy.scope() if devices is not None else contextlib.nullcontext():
         build_optimizer(config.train.learning_rate, xla=config.train.xla_optimizer)
-    current().jit_compile(config.train.jit_compile)
+    current().check_training(config.train.jit_compile, config.train.steps_per_execution)
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)
     # Forget the throwaway models' layer names: the run's model is then named the same whatever

@@ -9,20 +9,23 @@ for the backend's module, and each module offers the same names:
                            work-arounds a strategy needs; ``distribute(data)`` splits batches over
                            replicas, ``batch_size(y)`` counts a (distributed) batch
 ``LoopStepper``            the ``loop`` method's step (a hand-written gradient update, compiled)
-``compile_step(fn, p)``    a user's step for :class:`trainways.Loop`, compiled, per replica under
-                           ``p``'s strategy; ``p.gather(y)`` joins a distributed batch,
-                           ``p.spans_workers`` says whether it spans processes
+``compile_step(fn, m, p)`` a user's step for :class:`trainways.Loop` on model ``m``, compiled, per
+                           replica under ``p``'s strategy; ``p.gather(y)`` joins a distributed
+                           batch, ``p.spans_workers`` says whether it spans processes
 ``XlaNadam``               Nadam with its update compiled as one function (``--xla-optimizer``)
 ``enable_determinism()``   deterministic kernels (``--deterministic``)
+``check_training(...)``    refuses speed options the backend has no use for (``--xla`` on PyTorch)
+``jit_compile(requested)`` the ``jit_compile`` Keras gets for ``--xla`` (always on for JAX)
+``STEP_ARGUMENTS``         a user's step function's arguments (:func:`trainways.steps.check_step`)
 ``is_cluster_failure(e)``  whether ``e`` means a peer of a multi-worker job was lost
 ``devices``                devices and strategies: ``make_strategy(config)``, ``is_chief(config)``
 ``environment``            ``environment(config)``: the variables to set before Keras is imported
                            (a module that imports neither Keras nor the backend's package)
 =========================  =========================================================================
 
-Adding a backend adds a sibling folder with these names. A backend whose package reads its device
-choice when Keras imports it (PyTorch) keeps its ``__init__`` free of Keras (:func:`load_lazily`),
-so that :func:`select` can import its ``environment`` first.
+Adding a backend adds a sibling folder with these names. Each keeps its ``__init__`` free of Keras
+and of its framework (:func:`load_lazily`), so that :func:`select` can import its ``environment``
+first: PyTorch and JAX read their device settings when they are imported.
 """
 
 from __future__ import annotations

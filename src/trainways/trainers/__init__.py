@@ -70,6 +70,7 @@ def prepare(model: keras.Model, data: TrainData, spec: TrainSpec) -> Setup:
             keys=("steps_per_execution",),
         )
     backend = current()
+    backend.check_training(spec.jit_compile, steps)
     spec = dataclasses.replace(
         spec, steps_per_execution=steps, jit_compile=backend.jit_compile(spec.jit_compile)
     )

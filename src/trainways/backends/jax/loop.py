@@ -238,7 +238,7 @@ class LoopStepper:
         state = (*self._weights(optimizer=pass_.optimizer), metric_vars)
         ran, logs = 0, None
         for x, y in iterator:
-            state, logs = compiled(state, np.asarray(x), np.asarray(y))
+            state, logs = compiled(state, *self._placement.put(np.asarray(x), np.asarray(y)))
             ran += 1
             if ran == steps:
                 break

@@ -24,7 +24,8 @@ def compile_step(
     Args:
         fn: The user's pure step.
         model: The loop's model: its variables and its optimizer's hold the state.
-        placement: Where it runs (one device).
+        placement: Where it runs: its ``put`` places each batch (split over the devices of a
+            ``DataParallel``).
         element_spec: Unused (``jax.jit`` compiles once per batch shape).
     """
     compiled = jax.jit(fn)
@@ -32,7 +33,7 @@ def compile_step(
 
     def run(x: Any, y: Any) -> Mapping[str, Any]:
         state = tuple([v.value for v in group] for group in groups)
-        out = compiled(state, np.asarray(x), np.asarray(y))
+        out = compiled(state, *placement.put(np.asarray(x), np.asarray(y)))
         if not isinstance(out, tuple):  # a test step: logs only
             return out
         logs, state = out

@@ -28,6 +28,10 @@ def enable_determinism() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def check_training(jit_compile: bool, steps_per_execution: int | str) -> None:
+    """Every speed option applies here: nothing to refuse."""
+
+
 def jit_compile(requested: bool) -> bool:
     """What Keras's ``jit_compile`` is for ``--xla``: XLA if asked, TensorFlow's graphs if not."""
     return requested
@@ -42,6 +46,7 @@ __all__ = [
     "LoopStepper",
     "Placement",
     "XlaNadam",
+    "check_training",
     "compile_step",
     "devices",
     "enable_determinism",

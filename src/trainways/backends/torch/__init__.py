@@ -47,18 +47,30 @@ def is_cluster_failure(error: BaseException) -> bool:
     return False
 
 
-def jit_compile(requested: bool) -> bool:
-    """Never: PyTorch runs eagerly, as Keras's ``fit`` does there by default.
+def check_training(jit_compile: bool, steps_per_execution: int | str) -> None:
+    """Refuse the speed options PyTorch has no use for.
 
     Raises:
-        ConfigError: ``--xla`` (XLA is TensorFlow's and JAX's compiler).
+        ConfigError: ``--xla`` (XLA is TensorFlow's and JAX's compiler), or
+            ``--steps-per-execution`` above 1 (Keras's PyTorch trainer runs one step per call).
     """
-    if requested:
+    if jit_compile:
         raise ConfigError(
             "xla compiles TensorFlow and JAX steps; PyTorch runs eagerly: drop xla, or use "
             "backend tensorflow or jax",
             keys=("jit_compile",),
         )
+    if steps_per_execution != 1:
+        raise ConfigError(
+            f"steps_per_execution {steps_per_execution}: Keras runs one step per call on "
+            "PyTorch; drop steps_per_execution, or use backend tensorflow or jax",
+            keys=("steps_per_execution", "backend"),
+        )
+
+
+def jit_compile(requested: bool) -> bool:
+    """Never: PyTorch runs eagerly, as Keras's ``fit`` does there by default (``--xla`` is
+    refused by :func:`check_training`)."""
     return False
 
 
@@ -71,6 +83,7 @@ __all__ = [
     "LoopStepper",
     "Placement",
     "XlaNadam",
+    "check_training",
     "compile_step",
     "devices",
     "enable_determinism",

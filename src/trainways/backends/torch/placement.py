@@ -10,7 +10,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainways.config import ConfigError
 from trainways.trainers.base import TrainData, build_compiled
 
 
@@ -50,18 +49,7 @@ class Placement:
 
 
 def prepare(model: keras.Model, data: TrainData) -> Placement:
-    """Build what ``fit`` builds on first use (compiled loss and metrics, the optimizer), once.
-
-    Raises:
-        ConfigError: ``steps_per_execution`` above 1: Keras's PyTorch trainer runs one step per
-            call.
-    """
-    if model.steps_per_execution != 1:
-        raise ConfigError(
-            f"steps_per_execution {model.steps_per_execution}: Keras runs one step per call on "
-            "PyTorch; drop steps_per_execution, or use backend tensorflow or jax",
-            keys=("steps_per_execution", "backend"),
-        )
+    """Build what ``fit`` builds on first use (compiled loss and metrics, the optimizer), once."""
     x_spec, y_spec = data.train.element_spec
     x = np.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype.as_numpy_dtype)
     y = np.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype.as_numpy_dtype)

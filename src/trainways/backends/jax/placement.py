@@ -1,0 +1,120 @@
+"""Where the steps run on JAX: one device, or a ``keras.distribution.DataParallel``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainways.trainers.base import TrainData, build_compiled
+
+
+class _NumpyBatches:
+    """A ``tf.data`` dataset seen as NumPy batches (one pass per ``iter``)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self._dataset = dataset
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self._dataset.as_numpy_iterator()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the steps run on JAX: one device, or a ``DataParallel`` distribution.
+
+    The hand-driven methods get NumPy batches (:meth:`distribute`): the global batch on one
+    process, this process's part of it across processes, as ``train_on_batch`` expects. The
+    ``loop`` method's step places each with :meth:`put`: split along the batch axis over the
+    distribution's devices, so a step compiled with ``jax.jit`` runs data-parallel on it (the
+    variables are replicated), its gradients summed across devices by XLA.
+
+    Attributes:
+        distribution: The ``keras.distribution.DataParallel`` the model was built under, or
+            ``None`` for one device.
+    """
+
+    distribution: Any = None
+
+    @property
+    def strategy(self) -> Any:
+        """What the TensorFlow backend calls its ``tf.distribute`` strategy: the distribution."""
+        return self.distribution
+
+    @property
+    def processes(self) -> int:
+        """Processes the distribution spans (1 without one)."""
+        return 1 if self.distribution is None else int(self.distribution.num_processes)
+
+    @property
+    def spans_workers(self) -> bool:
+        """Whether the distribution spans several processes (``strategy multiworker``)."""
+        return self.processes > 1
+
+    def distribute(self, data: TrainData) -> TrainData:
+        """``data`` as NumPy batches for the hand-driven methods; across processes, this
+        process's part of each batch (the distribution's ``distribute_dataset``, as ``fit``)."""
+
+        def batches(dataset: Any) -> _NumpyBatches:
+            if self.distribution is not None:
+                dataset = self.distribution.distribute_dataset(dataset)
+            return _NumpyBatches(dataset)
+
+        validation = data.validation
+        return dataclasses.replace(
+            data,
+            train=batches(data.train),
+            validation=None if validation is None else batches(validation),
+        )
+
+    def put(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """A NumPy batch from :meth:`distribute` on the devices, for a compiled step.
+
+        One device: as JAX arrays on it. Distributed: global ``jax.Array``s split along the
+        batch axis by the distribution's data layout (placed whole on every device when the
+        devices cannot split it, see :mod:`trainways.backends.jax.devices`); across processes
+        each process gives its part, as Keras's own JAX trainer does.
+        """
+        import jax
+
+        x, y = np.asarray(x), np.asarray(y)
+        if self.distribution is None:
+            return jax.device_put(x), jax.device_put(y)
+        # The layout of the global batch: across processes, ``x`` is this process's part.
+        rows = len(x) * self.processes
+        return tuple(
+            jax.make_array_from_process_local_data(
+                self.distribution.get_data_layout((rows, *a.shape[1:])).backend_layout, a
+            )
+            for a in (x, y)
+        )
+
+    def batch_size(self, y: Any) -> int:
+        """Examples in the global batch whose (process-local) labels are ``y``."""
+        return int(np.shape(y)[0]) * self.processes
+
+    def gather(self, value: Any) -> Any:
+        """A distributed batch as one array on this process: every process's part, in order."""
+        if getattr(value, "is_fully_addressable", True):
+            return value
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(value, tiled=True)
+
+
+def prepare(model: Any, data: TrainData) -> Placement:
+    """Build what ``fit`` builds on first use (compiled loss and metrics, the optimizer), once,
+    under the distribution the model was built in (``None``: one device)."""
+    import keras
+
+    x_spec, y_spec = data.train.element_spec
+    x = np.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype.as_numpy_dtype)
+    y = np.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype.as_numpy_dtype)
+    build_compiled(model, x, y)
+    model.reset_metrics()
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return Placement(keras.distribution.distribution())
