@@ -6,8 +6,8 @@ This pytest process runs Keras on TensorFlow, so every JAX or PyTorch run is a c
 each method trains and records its backend; the three agree after one epoch; the backend's example
 step (level 2) and its own-loop example (level 3) give the built-in loop's weights; a run stopped by
 SIGKILL in epoch 2 resumes — on that backend, because the run recorded it — to exactly the unbroken
-run; the model a backend saved loads and evaluates here, on TensorFlow; what a backend does not
-support is a one-line error before any file is written.
+run; the model a backend saved evaluates, predicts and exports here, on TensorFlow. Refusals
+and device planning: test_backend_choice.py; backends side by side: test_backend_agreement.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import pytest
 
 from trainways import rundir
 from trainways.checkpoint import first_epoch_weights
-from trainways.cli import main
 
 from helpers import (
     Children,
@@ -168,76 +167,3 @@ def test_a_model_trained_on_the_backend_evaluates_predicts_and_exports_here_on_t
     assert prediction.problem is None and len(prediction.topics) == 5
     export_run(runs["fit"], tmp_path / "exported", last=True)
     assert (tmp_path / "exported" / "saved_model.pb").is_file()
-
-
-REFUSED = {
-    "jax": [
-        (("--xla-optimizer",), "on JAX the whole step is already one XLA program"),
-        (("--gpu-memory-limit", "1000"), "gpu_memory_limit 1000 is TensorFlow's"),
-        (
-            ("--step", "examples/tutorial_step.py:train_step"),
-            "must take (model, state, x, y) on the jax backend",
-        ),
-        (("--step", "{keeps}:train_step"), "@keeps"),
-    ],
-    "torch": [
-        (("--strategy", "mirrored", "--cpu-devices", "2"), "not supported on the PyTorch backend"),
-        (("--xla",), "PyTorch runs eagerly: drop xla"),
-        (("--steps-per-execution", "2"), "Keras runs one step per call on PyTorch"),
-        (("--gpu-memory-limit", "1000"), "is not supported on the PyTorch backend"),
-        (
-            ("--step", "examples/tutorial_step_jax.py:train_step"),
-            "must take (model, x, y) on the torch backend",
-        ),
-        (("--step", "examples/tutorial_step.py:train_step"), "step failed on the first batch"),
-    ],
-}
-
-
-@pytest.mark.parametrize(
-    ("backend", "extra", "message"),
-    [
-        pytest.param(backend.values[0], extra, message, marks=backend.marks)
-        for backend in BACKENDS
-        for extra, message in REFUSED[backend.values[0]]
-    ],
-)
-def test_what_a_backend_does_not_support_is_refused_in_one_line(
-    backend, extra, message, corpus, tmp_path
-):
-    out = tmp_path / "run"
-    keeps = tmp_path / "keeps.py"  # a JAX step that declares a second optimizer
-    keeps.write_text(
-        "import keras\nfrom trainways.steps import keeps\n\n"
-        "@keeps(keras.optimizers.SGD())\ndef train_step(model, state, x, y):\n    pass\n"
-    )
-    extra = [arg.format(keeps=keeps) for arg in extra]
-    argv = train_args(corpus, out, "loop", 1, *options(backend), *extra)
-    result = subprocess.run(
-        [sys.executable, "-m", "trainways.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert not out.exists()
-
-
-def test_a_backend_other_than_the_running_one_is_refused_in_this_process(corpus, tmp_path, capsys):
-    assert main(train_args(corpus, tmp_path / "run", "fit", 1, *options("jax"))) == 2
-    assert "Keras already runs on tensorflow in this process" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_backend_that_is_not_installed_names_its_install_command(monkeypatch):
-    from trainways import backends
-    from trainways.config import ConfigError
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    install = r"pip install -e '\.\[jax\]'"
-    with pytest.raises(ConfigError, match=f"backend jax is not installed: {install}"):
-        backends.select("jax")

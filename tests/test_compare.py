@@ -58,7 +58,7 @@ def in_process_children(monkeypatch):
         keras.backend.clear_session()  # as in a new process: the same variable paths
         return main(argv), 0.0
 
-    monkeypatch.setattr(compare, "_run_child", run_child)
+    monkeypatch.setattr(compare, "run_child", run_child)
     return argvs
 
 
@@ -215,7 +215,7 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
             unchanged,
         )
     seen = []
-    monkeypatch.setattr(compare, "_run_child", lambda argv: (seen.append(argv), (1, 0.0))[1])
+    monkeypatch.setattr(compare, "run_child", lambda argv: (seen.append(argv), (1, 0.0))[1])
     out = tmp_path / "cmp"
     out.mkdir()
     assert compare.run_comparison(out, config, ("loop",), tutorial=False, log=print) == 1

@@ -1,8 +1,10 @@
-"""How far apart the three methods' results are: weight and per-epoch metric differences.
+"""How far apart the three methods' results are, and the backends': weight and metric differences.
 
 :func:`compare` is pure NumPy on results that training produced (the ``compare`` report uses it
 on finished runs); :func:`measure` trains the methods under one configuration and compares them
-(``trainways agree``).
+(``trainways agree``); :func:`measure_backends` trains one method on several Keras backends from
+the same initial weights and compares their first step and their validation accuracy
+(``trainways agree --backends``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
+from trainways import rundir
 from trainways.checkpoint import named_weights
 
 if TYPE_CHECKING:
@@ -234,3 +238,159 @@ class _FirstEpochWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.weights:
             self.weights = named_weights(self.model)
+
+
+# --------------------------------------------------------------------------- across backends
+
+#: Largest difference allowed between backends in the first step's loss.
+FIRST_STEP_TOLERANCE = 1e-5
+#: Largest difference allowed between backends in the last epoch's validation accuracy.
+BACKEND_ACCURACY_TOLERANCE = 0.01
+
+
+class BackendFailed(RuntimeError):
+    """A backend's child run did not complete; the message says where its log is."""
+
+
+@dataclass(frozen=True)
+class BackendAgreement:
+    """How far apart backends are, from the same initial weights and the same batches.
+
+    Attributes:
+        backends: The backends compared, in order.
+        first_step_loss: Per backend, the loss of the first step (the first batch, from the
+            initial weights).
+        val_accuracy: Per backend, each epoch's validation accuracy.
+        seconds_per_epoch: Per backend, the mean wall-clock seconds of an epoch.
+    """
+
+    backends: tuple[str, ...]
+    first_step_loss: dict[str, float]
+    val_accuracy: dict[str, list[float]]
+    seconds_per_epoch: dict[str, float]
+
+    @property
+    def first_step_difference(self) -> float:
+        """Largest difference between two backends' first-step losses."""
+        losses = list(self.first_step_loss.values())
+        return max(losses) - min(losses)
+
+    @property
+    def val_accuracy_difference(self) -> float:
+        """Largest difference between two backends' last-epoch validation accuracies."""
+        last = [values[-1] for values in self.val_accuracy.values()]
+        return max(last) - min(last)
+
+    @property
+    def ok(self) -> bool:
+        """Within :data:`FIRST_STEP_TOLERANCE` and :data:`BACKEND_ACCURACY_TOLERANCE`."""
+        return (
+            self.first_step_difference <= FIRST_STEP_TOLERANCE
+            and self.val_accuracy_difference <= BACKEND_ACCURACY_TOLERANCE
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "backends": list(self.backends),
+            "ok": self.ok,
+            "first_step_loss": self.first_step_loss,
+            "first_step_difference": self.first_step_difference,
+            "val_accuracy": self.val_accuracy,
+            "val_accuracy_difference": self.val_accuracy_difference,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "tolerances": {
+                "first_step_loss": FIRST_STEP_TOLERANCE,
+                "val_accuracy": BACKEND_ACCURACY_TOLERANCE,
+            },
+        }
+
+
+def save_initial_weights(config: RunConfig, reuters: Any, path: Path) -> None:
+    """The model ``config`` builds from its seed, its weights saved to ``path``
+    (``.weights.h5``: backend-independent, so every backend can start from them)."""
+    from trainways import run
+    from trainways.model import build_model
+
+    run.seed_everything(config)
+    model = build_model(
+        config.model,
+        vocab_size=reuters.vocab_size,
+        num_classes=reuters.num_classes,
+        max_len=config.data.max_len,
+        precision=config.train.precision,
+    )
+    model.save_weights(path)
+    keras.backend.clear_session()
+
+
+def backend_config(config: RunConfig, backend: str, initial_weights: Path) -> RunConfig:
+    """``config`` on ``backend``, starting from ``initial_weights``."""
+    return replace(
+        config,
+        device=replace(config.device, backend=backend),
+        model=replace(config.model, initial_weights=str(initial_weights)),
+    )
+
+
+def measure_backends(
+    config: RunConfig, reuters: Any, backends: Sequence[str], work: Path, log: Any
+) -> BackendAgreement:
+    """Train ``config`` on each backend, from the same initial weights and batches, and compare.
+
+    Each backend trains in its own child process (``trainways train``; a process runs Keras on
+    one backend), one after another, into ``work/<backend>``.
+
+    Raises:
+        BackendFailed: A backend's run did not complete.
+    """
+    from trainways.compare import child_argv, run_child
+
+    weights = work / rundir.INITIAL_WEIGHTS
+    save_initial_weights(config, reuters, weights)
+    losses, accuracies, seconds = {}, {}, {}
+    for backend in backends:
+        out = work / backend
+        config_file = work / f"{backend}.json"
+        rundir.write_json(config_file, backend_config(config, backend, weights).to_dict())
+        log(f"{backend}: training {config.train.method} into {out}")
+        code, _ = run_child(child_argv(config_file, out))
+        if code != 0:
+            raise BackendFailed(
+                f"{backend}: the run stopped with exit status {code}; its log: {out / rundir.LOG}"
+            )
+        metrics = rundir.read_json(out / rundir.METRICS)
+        losses[backend] = float(metrics["first_step_loss"])
+        accuracies[backend] = [float(v) for v in rundir.read_history(out)["val_accuracy"]]
+        seconds[backend] = float(metrics["mean_seconds_per_epoch"])
+    return BackendAgreement(tuple(backends), losses, accuracies, seconds)
+
+
+def format_backend_agreement(agreement: BackendAgreement, method: str) -> str:
+    """A plain-text table: per backend, the first step's loss and the validation accuracy."""
+    first = agreement.backends[0]
+    epochs = len(agreement.val_accuracy[first])
+    lines = [
+        f"backends: {', '.join(agreement.backends)} ({method}, {epochs} epoch(s), the same "
+        "initial weights and batches)",
+        "",
+        f"{'backend':<12} {'first-step loss':>16} {'vs ' + first:>14} "
+        f"{'val_accuracy':>13} {'vs ' + first:>14} {'s/epoch':>8}",
+    ]
+    for backend in agreement.backends:
+        loss = agreement.first_step_loss[backend]
+        accuracy = agreement.val_accuracy[backend][-1]
+        lines.append(
+            f"{backend:<12} {loss:>16.8f} {loss - agreement.first_step_loss[first]:>14.3e} "
+            f"{accuracy:>13.4f} {accuracy - agreement.val_accuracy[first][-1]:>+14.4f} "
+            f"{agreement.seconds_per_epoch[backend]:>8.2f}"
+        )
+    verdict = "AGREE" if agreement.ok else "DISAGREE"
+    lines += [
+        "",
+        f"{verdict}: first-step losses differ by at most {agreement.first_step_difference:.3e} "
+        f"(tolerance {FIRST_STEP_TOLERANCE:g}); last-epoch val_accuracy by at most "
+        f"{agreement.val_accuracy_difference * 100:.2f} points (tolerance "
+        f"{BACKEND_ACCURACY_TOLERANCE * 100:g})",
+    ]
+    return "\n".join(lines)

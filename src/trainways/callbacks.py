@@ -44,7 +44,9 @@ class EpochLogger(keras.callbacks.Callback):
     """After every epoch, a separator line ending in the local wall-clock time, then the metrics.
 
     The tutorial printed the time in a hard-coded UTC+8; this uses the machine's own time zone
-    and gives its offset, as the run directory's name and ``status.json`` do.
+    and gives its offset, as the run directory's name and ``status.json`` do. It also keeps the
+    run's first step's loss (the first batch's, from the initial weights), which
+    ``agree --backends`` compares across backends.
 
     Args:
         logger: Where the lines go (the CLI sends this logger to stdout and the run's log file).
@@ -56,10 +58,18 @@ class EpochLogger(keras.callbacks.Callback):
         self._logger = logger
         self._width = width
         self._started = 0.0
+        self._epoch = 0
         self.epoch_seconds: list[float] = []
+        self.first_step_loss: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # Index 0 ends one step (with several steps per execution the first end is later).
+        if batch == 0 and self._epoch == 0 and "loss" in (logs or {}):
+            self.first_step_loss = float(logs["loss"])
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._started

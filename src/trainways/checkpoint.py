@@ -175,11 +175,21 @@ register_state_adapter(
         lambda callback, state: setattr(callback, "best", state["best"]),
     ),
 )
+
+
+def _restore_epoch_logger(callback: EpochLogger, state: dict[str, Any]) -> None:
+    callback.epoch_seconds = list(state["epoch_seconds"])
+    callback.first_step_loss = state.get("first_step_loss")  # absent from older checkpoints
+
+
 register_state_adapter(
     EpochLogger,
     StateAdapter(
-        lambda callback: {"epoch_seconds": [float(s) for s in callback.epoch_seconds]},
-        lambda callback, state: setattr(callback, "epoch_seconds", list(state["epoch_seconds"])),
+        lambda callback: {
+            "epoch_seconds": [float(s) for s in callback.epoch_seconds],
+            "first_step_loss": callback.first_step_loss,
+        },
+        _restore_epoch_logger,
     ),
 )
 # trainways.callbacks.HalveLearningRate (any LearningRateScheduler) needs no adapter: its

@@ -13,9 +13,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -181,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         agree, groups=("data", "model", "training", "speed", "devices"), skip=("train.method",)
     )
     agree.set_defaults(epochs_default=1)
+    agree.add_argument(
+        "--backends",
+        type=_backend_list,
+        metavar="B,C,...",
+        help="instead of the methods, compare Keras backends (tensorflow, jax, torch): fit on "
+        "each, from the same initial weights and batches; the first step's loss must agree "
+        "within 1e-5 and the last epoch's val_accuracy within 1 point",
+    )
     agree.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     _add_quiet_option(agree)
 
@@ -215,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         type=_method_list,
         help="comma-separated subset, e.g. fit,loop (default: fit,batch,loop)",
+    )
+    compare.add_argument(
+        "--backends",
+        type=_backend_list,
+        metavar="B,C,...",
+        help="instead of the methods, put Keras backends side by side (tensorflow, jax, torch), "
+        "each training one method (--methods, default fit) from the same initial weights",
     )
     _add_config_options(compare, groups=_TRAINING_GROUPS, skip=("train.method",))
     compare.add_argument(
@@ -298,6 +315,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
 
 
+def _backend_list(text: str) -> tuple[str, ...]:
+    from trainways.backends import SUPPORTED
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SUPPORTED]
+    if unknown or len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give two or more of {', '.join(SUPPORTED)}, comma-separated, each once"
+        )
+    return names
+
+
 def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
     from trainways import run
@@ -308,6 +337,8 @@ def cmd_agree(args: argparse.Namespace) -> int:
     run.check(config, reuters)
     if args.json is not None:
         _require_writable(args.json)
+    if args.backends:
+        return _agree_backends(args, config, reuters)
     devices = run.make_devices(config)
     run.check_model(config, reuters, devices)
     run.configure_logging(None, quiet=args.quiet)
@@ -327,6 +358,29 @@ def cmd_agree(args: argparse.Namespace) -> int:
             args.json,
             {"config": trained, **agreement.to_dict(), "histories": histories},
         )
+    return 0 if agreement.ok else 1
+
+
+def _agree_backends(args: argparse.Namespace, config: RunConfig, reuters: Any) -> int:
+    """``trainways agree --backends``: fit on each backend, from the same initial weights."""
+    from trainways import run
+    from trainways.agreement import BackendFailed, format_backend_agreement, measure_backends
+
+    if config.train.step or config.train.test_step:
+        raise UsageError("--backends compares fit on each backend: drop --step / --test-step")
+    config = replace(config, train=replace(config.train, method="fit"))
+    run.check_model(config, reuters)
+    run.configure_logging(None, quiet=args.quiet)
+    work = Path(tempfile.mkdtemp(prefix="trainways-agree-"))
+    try:
+        agreement = measure_backends(config, reuters, args.backends, work, log=run.LOG.info)
+    except BackendFailed as error:
+        raise UsageError(str(error)) from None  # its log stays, in work
+    shutil.rmtree(work)
+    print(f"seed: {config.train.seed} (op determinism on)")
+    print(format_backend_agreement(agreement, "fit"))
+    if args.json:
+        rundir.write_json(args.json, {"config": config.to_dict(), **agreement.to_dict()})
     return 0 if agreement.ok else 1
 
 
@@ -422,7 +476,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from trainways.compare import load_comparison_state, run_comparison
 
     if args.resume is not None:
-        others = [("--methods/--tutorial/--out", bool(args.methods or args.tutorial or args.out))]
+        given = bool(args.methods or args.backends or args.tutorial or args.out)
+        others = [("--methods/--backends/--tutorial/--out", given)]
         _refuse_with_resume(
             args, others, whose="the comparison's own settings", devices_may_change=False
         )
@@ -430,9 +485,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         state = load_comparison_state(out)
         config = RunConfig.from_dict(state["config"])
         methods, tutorial = tuple(state["methods"]), bool(state["tutorial"])
+        backends = tuple(state.get("backends") or ())
     else:
         config = run.with_backend(run.with_seed(config_from_args(args)))
         methods, tutorial = args.methods or METHODS, args.tutorial
+        backends = args.backends or ()
+        if backends:
+            if (args.methods and len(args.methods) > 1) or tutorial:
+                raise UsageError(
+                    "--backends trains one method on each backend: give one --methods, "
+                    "without --tutorial"
+                )
+            methods = args.methods or ("fit",)
         reuters = run.load_data(config.data)  # a bad --data fails here, before any directory
         run.check(config, reuters)
         run.check_model(config, reuters)  # in this process only: the children set devices
@@ -441,7 +505,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     run.configure_logging(None, quiet=args.quiet)
     return run_comparison(
-        out, config, methods, tutorial=tutorial, log=run.LOG.info, quiet=args.quiet
+        out,
+        config,
+        methods,
+        tutorial=tutorial,
+        log=run.LOG.info,
+        quiet=args.quiet,
+        backends=backends,
     )
 
 

@@ -1,8 +1,10 @@
-"""``trainways compare``: the three methods under one configuration, side by side.
+"""``trainways compare``: the three methods under one configuration, side by side — or one method
+on several Keras backends (``--backends``), each from the same initial weights.
 
-Each method trains in its own child process (``trainways train``), into its own run directory under
-the comparison directory, so that each gets a clean TensorFlow runtime and its own peak memory
-figure (the child's ``ru_maxrss``). The report is then written from what the runs left behind.
+Each run trains in its own child process (``trainways train``), into its own run directory under
+the comparison directory, so that each gets a clean runtime (a process runs Keras on one backend)
+and its own peak memory figure (the child's ``ru_maxrss``). The report is then written from what
+the runs left behind.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def child_argv(config_file: Path, out: Path, *, quiet: bool = True) -> list[str]
     ]
 
 
-def _run_child(argv: list[str]) -> tuple[int, float]:
+def run_child(argv: list[str]) -> tuple[int, float]:
     """Run ``trainways`` with ``argv``; return its exit status and peak resident memory (MB)."""
     child = subprocess.Popen([sys.executable, "-m", "trainways.cli", *argv])
     while True:
@@ -69,27 +71,34 @@ def run_comparison(
     tutorial: bool,
     log: Any,
     quiet: bool = False,
+    backends: tuple[str, ...] = (),
 ) -> int:
     """Train ``methods`` one after another into ``out/<method>`` and write the report.
 
-    A method whose run already completed is kept; one that was interrupted is resumed; the rest
-    are trained. So the same call continues an interrupted comparison.
+    With ``backends``, the one method trains on each backend instead, into ``out/<backend>``,
+    every backend from the same initial weights (``out/initial.weights.h5``, from the seed).
+
+    A run that already completed is kept; one that was interrupted is resumed; the rest are
+    trained. So the same call continues an interrupted comparison.
 
     Returns:
         0, or the exit status of the first method that did not complete.
     """
     state_path = out / rundir.COMPARE_STATE
     state = rundir.read_json(state_path) if state_path.is_file() else {}
-    state.update({"config": config.to_dict(), "methods": list(methods), "tutorial": tutorial})
+    state.update(
+        {
+            "config": config.to_dict(),
+            "methods": list(methods),
+            "tutorial": tutorial,
+            "backends": list(backends),
+        }
+    )
     peaks: dict[str, float] = state.setdefault("peak_memory_mb", {})
     rundir.write_json(state_path, state)
-    for method in methods:
+    configs = _run_configs(out, config, methods, tutorial=tutorial, backends=backends)
+    for method, method_config in configs.items():
         run = out / method
-        method_config = (
-            tutorial_config(config, method)
-            if tutorial
-            else replace(config, train=config.train.for_method(method))
-        )
         status = (rundir.read_status(run) or {}).get("state")
         if status == rundir.COMPLETED:
             log(f"{method}: already completed in {run}")
@@ -103,7 +112,7 @@ def run_comparison(
             config_file.parent.mkdir(exist_ok=True)
             rundir.write_json(config_file, method_config.to_dict())
             argv = child_argv(config_file, run, quiet=quiet)
-        code, peak = _run_child(argv)
+        code, peak = run_child(argv)
         peaks[method] = max(peak, peaks.get(method, 0.0))
         rundir.write_json(state_path, state)
         if code != 0:
@@ -121,9 +130,36 @@ def run_comparison(
             return code
     from trainways.report import write_comparison_report
 
-    write_comparison_report(out, methods, peaks, tutorial=tutorial)
+    write_comparison_report(out, tuple(configs), peaks, tutorial=tutorial)
     log(f"report: {out / rundir.REPORT_HTML} and {out / rundir.REPORT_MD}")
     return 0
+
+
+def _run_configs(
+    out: Path,
+    config: RunConfig,
+    methods: tuple[str, ...],
+    *,
+    tutorial: bool,
+    backends: tuple[str, ...],
+) -> dict[str, RunConfig]:
+    """Each run's name (its directory under ``out``) and configuration."""
+    if backends:
+        from trainways.agreement import backend_config, save_initial_weights
+        from trainways.run import load_data
+
+        weights = out / rundir.INITIAL_WEIGHTS
+        if not weights.is_file():
+            save_initial_weights(config, load_data(config.data), weights)
+        [method] = methods
+        trained = replace(config, train=config.train.for_method(method))
+        return {backend: backend_config(trained, backend, weights) for backend in backends}
+    return {
+        method: tutorial_config(config, method)
+        if tutorial
+        else replace(config, train=config.train.for_method(method))
+        for method in methods
+    }
 
 
 def load_comparison_state(out: Path) -> dict[str, Any]:

@@ -256,6 +256,9 @@ class ModelConfig:
     Attributes:
         preset: Name in :data:`trainways.model.PRESETS`.
         embedding_dim: Width of the embedding (the tutorial used 7).
+        initial_weights: A Keras weights file (``.weights.h5``) to start from instead of the
+            seed's initial weights. Weights files are backend-independent: runs on different
+            backends start from the same weights this way (``agree --backends``).
     """
 
     preset: str = option(
@@ -276,9 +279,22 @@ class ModelConfig:
         group="model",
         help="width of the word embedding (default: {default}, the tutorial's)",
     )
+    initial_weights: str | None = option(
+        flag="--initial-weights",
+        parse=_path,
+        metavar="FILE.weights.h5",
+        group="model",
+        help="start from these weights (model.save_weights) instead of the seed's",
+    )
 
     def __post_init__(self) -> None:
         _positive("embedding_dim", self.embedding_dim)
+        if self.initial_weights is not None and not self.initial_weights.endswith(".weights.h5"):
+            raise ConfigError(
+                f"initial_weights {self.initial_weights!r}: give a Keras weights file, "
+                "FILE.weights.h5 (model.save_weights)",
+                keys=("initial_weights",),
+            )
         if is_code_ref(self.preset):
             _check_code_ref("preset", self.preset)
 

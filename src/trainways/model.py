@@ -84,15 +84,18 @@ def build_model(
     ``config.preset`` may also name the user's builder, ``FILE.py:FUNCTION``
     (:func:`trainways.steps.build_from_function`).
 
+    With ``config.initial_weights`` the model starts from that file's weights.
+
     Raises:
-        ConfigError: The preset is not registered, or the builder cannot be loaded or called.
+        ConfigError: The preset is not registered, the builder cannot be loaded or called, or
+            the initial weights do not load into the model.
     """
     from trainways import steps
 
     if is_code_ref(config.preset):
         builder = steps.load_function(config.preset, role="preset")
         with precision_scope(precision):
-            return steps.build_from_function(
+            model = steps.build_from_function(
                 builder,
                 config.preset,
                 vocab_size=vocab_size,
@@ -100,14 +103,27 @@ def build_model(
                 max_len=max_len,
                 embedding_dim=config.embedding_dim,
             )
-    try:
-        builder = PRESETS[config.preset]
-    except KeyError:
-        raise ConfigError(
-            f"unknown model preset {config.preset!r}: choose one of {', '.join(sorted(PRESETS))}"
-        ) from None
-    with precision_scope(precision):
-        return builder(vocab_size, num_classes, max_len, config)
+    else:
+        try:
+            builder = PRESETS[config.preset]
+        except KeyError:
+            raise ConfigError(
+                f"unknown model preset {config.preset!r}: choose one of "
+                f"{', '.join(sorted(PRESETS))}"
+            ) from None
+        with precision_scope(precision):
+            model = builder(vocab_size, num_classes, max_len, config)
+    if config.initial_weights is not None:
+        try:
+            model.load_weights(config.initial_weights)
+        except (OSError, ValueError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ConfigError(
+                f"initial_weights {config.initial_weights}: does not load into model "
+                f"{config.preset!r} ({first}): give weights saved from the same model",
+                keys=("initial_weights",),
+            ) from None
+    return model
 
 
 def build_loss() -> keras.losses.Loss:

@@ -430,6 +430,7 @@ class Loop:
             history,
             self._timer.epoch_seconds,
             train_seconds=time.perf_counter() - self._started,
+            first_step_loss=self._timer.first_step_loss,
         )
         rundir.write_json(out / rundir.METRICS, summary)
         rundir.set_status(out, rundir.COMPLETED, epochs_completed=len(history.get("loss", [])))

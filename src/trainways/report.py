@@ -28,6 +28,7 @@ def summarize_history(
     epoch_seconds: Sequence[float],
     *,
     train_seconds: float,
+    first_step_loss: float | None = None,
 ) -> dict[str, Any]:
     """Final and best-epoch figures of a run, as plain JSON-ready values.
 
@@ -35,6 +36,7 @@ def summarize_history(
         history: ``History.history`` (one list per log key).
         epoch_seconds: Wall-clock seconds of each epoch.
         train_seconds: Wall-clock seconds of the whole ``train`` call.
+        first_step_loss: The loss of the run's first step, if known (kept as ``first_step_loss``).
 
     Returns:
         ``{"epochs": n, "final": {...}, "best": {"epoch": 1-based, ...}, "seconds_per_epoch": [...],
@@ -57,6 +59,8 @@ def summarize_history(
         round(math.fsum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None
     )
     summary["train_seconds"] = round(train_seconds, 3)
+    if first_step_loss is not None:
+        summary["first_step_loss"] = first_step_loss
     return summary
 
 
@@ -325,9 +329,19 @@ def write_comparison_report(
     }
     rundir.write_json(out / rundir.COMPARISON, payload)
 
-    headers = [title for title, _, _ in _COLUMNS]
+    # A comparison of backends (compare --backends) names its runs after them.
+    state_path = out / rundir.COMPARE_STATE
+    state = rundir.read_json(state_path) if state_path.is_file() else {}
+    label = "backend" if state.get("backends") else "method"
+    headers = [label, *(title for title, _, _ in _COLUMNS[1:])]
     settings = comparison_settings(out, methods)
     lines = ["# trainways comparison", "", settings, ""]
+    if state.get("backends"):
+        lines += [
+            f"Method `{state['methods'][0]}` on each backend, every one from the same initial "
+            f"weights (`{rundir.INITIAL_WEIGHTS}`) and the same batches.",
+            "",
+        ]
     if tutorial:
         lines += [
             "Settings of the tutorial chapter: 10 epochs; the learning rate halved at epoch 5 "
@@ -338,13 +352,13 @@ def write_comparison_report(
     lines += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
     agreement_text = (
-        "Largest weight difference between methods: "
+        f"Largest weight difference between {label}s: "
         f"{agreement.weight_difference:.3e} after epoch 1, "
         f"{agreement.final_weight_difference:.3e} after the last epoch; "
         f"largest per-epoch metric difference: {agreement.metric_difference:.3e} "
         f"(val_accuracy {agreement.val_accuracy_difference:.3e})."
         if agreement
-        else "Agreement figures: not computed (one method, or different settings)."
+        else f"Agreement figures: not computed (one {label}, or different settings)."
     )
     lines += ["", "## Agreement", "", agreement_text, "", "## Curves", ""]
     lines += [f"![{png.stem}]({rundir.PLOTS}/{png.name})" for png in pngs]

@@ -513,7 +513,10 @@ def _train(
         reuters,
         training.model,
         summarize_history(
-            checkpointer.history, timer.epoch_seconds, train_seconds=time.perf_counter() - started
+            checkpointer.history,
+            timer.epoch_seconds,
+            train_seconds=time.perf_counter() - started,
+            first_step_loss=timer.first_step_loss,
         ),
         device=devices.description,
     )

@@ -57,6 +57,8 @@ FIRST_EPOCH = "first_epoch.npz"
 
 COMPARE_STATE = "compare.json"
 COMPARE_CONFIGS = "configs"
+# The weights every backend of a comparison (or agree --backends) starts from.
+INITIAL_WEIGHTS = "initial.weights.h5"
 COMPARISON = "comparison.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
