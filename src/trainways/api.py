@@ -178,15 +178,18 @@ def _as_optimizer(
             "learning_rate sets a named optimizer's rate: give it to your optimizer object instead",
             keys=("learning_rate",),
         )
-    if config.xla_optimizer:
+    if config.xla_optimizer or config.dense_gradients:
+        key = "xla_optimizer" if config.xla_optimizer else "dense_gradients"
         if not (named and optimizer.lower() == "nadam"):
             raise ConfigError(
-                f"xla_optimizer compiles Nadam's update: pass optimizer='nadam', got {optimizer!r}",
-                keys=("xla_optimizer",),
+                f"{key} chooses a Nadam: pass optimizer='nadam', got {optimizer!r}",
+                keys=(key,),
             )
         from trainways.model import build_optimizer
 
-        return build_optimizer(config.learning_rate, xla=True)
+        return build_optimizer(
+            config.learning_rate, xla=config.xla_optimizer, dense=config.dense_gradients
+        )
     resolved = keras.optimizers.get(optimizer)
     if rate_given:
         resolved.learning_rate = config.learning_rate

@@ -332,6 +332,10 @@ class TrainConfig:
             :func:`resolve_steps_per_execution`). Progress and Ctrl-C act between executions.
         xla_optimizer: Run the optimizer's update as one XLA-compiled function (the forward and
             backward passes stay on TensorFlow's kernels); same formula, different rounding.
+        dense_gradients: On TensorFlow, densify the embedding's sparse gradient before Nadam
+            applies it, so that the update is the one JAX and PyTorch compute (Keras's sparse
+            path adds the squares of a repeated word's gradients, not the square of their sum);
+            no effect on the other backends, whose gradients are dense.
         precision: ``float32``, or ``mixed_bfloat16`` (bfloat16 compute, float32 weights and
             softmax output): faster where the hardware has bfloat16 units (AMX on recent Xeons,
             GPUs from Ampere on), slower elsewhere; results differ in the last digits.
@@ -444,6 +448,14 @@ class TrainConfig:
         help="run Nadam's update as one XLA-compiled function instead of ~175 small ops per "
         "step (every method alike; the model's own ops stay on TensorFlow's kernels)",
     )
+    dense_gradients: bool = option(
+        False,
+        flag="--dense-gradients",
+        group="training",
+        help="apply the embedding's gradient as one dense tensor on TensorFlow, as JAX and "
+        "PyTorch do (TensorFlow's sparse path squares each occurrence of a word separately in "
+        "Nadam's second moment); agree/compare --backends turn it on",
+    )
     precision: str = option(
         "float32",
         flag="--precision",
@@ -457,6 +469,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _one_of("method", self.method, METHODS)
         _one_of("precision", self.precision, PRECISIONS)
+        if self.xla_optimizer and self.dense_gradients:
+            raise ConfigError(
+                "xla_optimizer and dense_gradients are two Nadams: pick one",
+                keys=("xla_optimizer", "dense_gradients"),
+            )
         for key in ("step", "test_step"):
             if getattr(self, key) is not None:
                 _check_code_ref(key, getattr(self, key))

@@ -131,11 +131,17 @@ def build_loss() -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(name="loss")
 
 
-def build_optimizer(learning_rate: float, *, xla: bool = False) -> keras.optimizers.Optimizer:
-    """Nadam, as in the tutorial; with ``xla``, the backend's Nadam with one compiled update."""
+def build_optimizer(
+    learning_rate: float, *, xla: bool = False, dense: bool = False
+) -> keras.optimizers.Optimizer:
+    """Nadam, as in the tutorial; with ``xla``, the backend's Nadam with one compiled update;
+    with ``dense``, the backend's Nadam that applies every gradient dense (see
+    :class:`trainways.config.TrainConfig`)."""
     from trainways.backends import current
 
-    return (current().XlaNadam if xla else keras.optimizers.Nadam)(learning_rate=learning_rate)
+    backend = current()
+    kind = backend.XlaNadam if xla else backend.DenseNadam if dense else keras.optimizers.Nadam
+    return kind(learning_rate=learning_rate)
 
 
 def build_metrics() -> list[keras.metrics.Metric]:

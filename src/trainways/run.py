@@ -137,7 +137,11 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
     # PyTorch).
     with devices.strategy.scope() if devices is not None else contextlib.nullcontext():
-        build_optimizer(config.train.learning_rate, xla=config.train.xla_optimizer)
+        build_optimizer(
+            config.train.learning_rate,
+            xla=config.train.xla_optimizer,
+            dense=config.train.dense_gradients,
+        )
     current().check_training(config.train.jit_compile, config.train.steps_per_execution)
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)
@@ -272,7 +276,11 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     spec = TrainSpec(
         epochs=config.train.epochs,
         loss=build_loss(),
-        optimizer=build_optimizer(config.train.learning_rate, xla=config.train.xla_optimizer),
+        optimizer=build_optimizer(
+            config.train.learning_rate,
+            xla=config.train.xla_optimizer,
+            dense=config.train.dense_gradients,
+        ),
         metrics=build_metrics,
         jit_compile=config.train.jit_compile,
         initial_epoch=first_epoch,

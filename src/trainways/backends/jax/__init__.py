@@ -35,6 +35,13 @@ def XlaNadam(**_: Any) -> Any:
     )
 
 
+def DenseNadam(**kwargs: Any) -> Any:
+    """Keras's Nadam: gradients here are dense already (see the TensorFlow backend's)."""
+    import keras
+
+    return keras.optimizers.Nadam(**kwargs)
+
+
 def enable_determinism() -> None:
     """Nothing to do: JAX on the CPU computes the same bits every run."""
 
@@ -62,6 +69,7 @@ STEP_ARGUMENTS = ("model", "state", "x", "y")
 
 __all__ = [
     "STEP_ARGUMENTS",
+    "DenseNadam",
     "LoopStepper",
     "Placement",
     "XlaNadam",

@@ -16,6 +16,7 @@ __getattr__ = load_lazily(
         "prepare": "distribute",
         "LoopStepper": "loop",
         "XlaNadam": "optimizers",
+        "DenseNadam": "optimizers",
         "compile_step": "own_loop",
     },
 )
@@ -43,6 +44,7 @@ STEP_ARGUMENTS = ("model", "x", "y")
 
 __all__ = [
     "STEP_ARGUMENTS",
+    "DenseNadam",
     "LoopStepper",
     "Placement",
     "XlaNadam",

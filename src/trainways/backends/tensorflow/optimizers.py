@@ -1,4 +1,4 @@
-"""Optimizers tuned for TensorFlow: Nadam with its whole update as one XLA-compiled function."""
+"""Nadams for TensorFlow: its whole update as one XLA-compiled function, or dense gradients."""
 
 from __future__ import annotations
 
@@ -50,3 +50,22 @@ class XlaNadam(keras.optimizers.Nadam):
         # duplicate rows are summed. (Its shape varies with the batch: one compilation per size.)
         update(list(grads), tf.convert_to_tensor(learning_rate))
         return None
+
+
+@keras.saving.register_keras_serializable(package="trainways")
+class DenseNadam(keras.optimizers.Nadam):
+    """Nadam that applies an embedding's sparse gradient (``tf.IndexedSlices``) as a dense tensor.
+
+    On TensorFlow, Keras applies a sparse gradient row by row: its Nadam adds the square of each
+    occurrence of a word in the batch to the second moment, where JAX and PyTorch (whose
+    gradients are dense) add the square of their sum. Densified, the update is theirs: from the
+    same weights, one step differs across backends by float rounding instead of by up to the
+    learning rate on repeated words' rows.
+    """
+
+    def apply(self, grads: list[Any], trainable_variables: list[Any] | None = None) -> Any:
+        grads = [
+            tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+            for grad in grads
+        ]
+        return super().apply(grads, trainable_variables)

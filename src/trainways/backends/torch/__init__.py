@@ -35,6 +35,13 @@ def XlaNadam(**_: Any) -> Any:
     )
 
 
+def DenseNadam(**kwargs: Any) -> Any:
+    """Keras's Nadam: gradients here are dense already (see the TensorFlow backend's)."""
+    import keras
+
+    return keras.optimizers.Nadam(**kwargs)
+
+
 def enable_determinism() -> None:
     """PyTorch's deterministic algorithms (an error, not silence, where one has none)."""
     import torch
@@ -80,6 +87,7 @@ STEP_ARGUMENTS = ("model", "x", "y")
 
 __all__ = [
     "STEP_ARGUMENTS",
+    "DenseNadam",
     "LoopStepper",
     "Placement",
     "XlaNadam",
