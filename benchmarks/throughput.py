@@ -8,10 +8,13 @@ resident memory of the child, best validation accuracy, and the trainways / refe
 the achieved GFLOP/s, taking the issue's estimate of ~10 MFLOP per training wire.
 
     python benchmarks/throughput.py --data ../shared/data/reuters21578 [--epochs 4] \
+        [--backend jax|torch] \
         [--set train.steps_per_execution=epoch --set device.inter_op_threads=2 ...]
 
-``--set SECTION.KEY=VALUE`` changes trainways' configuration (the ``config.json`` keys; VALUE is
-read as JSON, else as a string); without it trainways runs with its defaults.
+``--backend`` trains trainways' rows on that Keras backend; the reference stays the TensorFlow
+tutorial, so the ratio says how the backend compares with it. ``--set SECTION.KEY=VALUE`` changes
+trainways' configuration (the ``config.json`` keys; VALUE is read as JSON, else as a string);
+without it trainways runs with its defaults.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ FLOP_PER_WIRE = 10e6  # the issue's estimate for one training wire (forward + ba
 PEAK_GFLOPS = 166.0  # the issue's estimate of this machine's CPU peak
 
 
-def _config(method: str, epochs: int, settings: list[str]) -> dict:
-    config: dict = {"train": {"method": method, "epochs": epochs, "seed": 1}}
+def _config(method: str, epochs: int, settings: list[str], backend: str) -> dict:
+    config: dict = {
+        "train": {"method": method, "epochs": epochs, "seed": 1},
+        "device": {"backend": backend},
+    }
     for setting in settings:
         key, _, raw = setting.partition("=")
         section, _, name = key.partition(".")
@@ -48,18 +54,21 @@ def _config(method: str, epochs: int, settings: list[str]) -> dict:
 def _worker(config_json: str, data: str) -> None:
     """Train with trainways in this process; print the same JSON line as the reference."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from trainways.backends import select
+    from trainways.config import RunConfig
+
+    config = RunConfig.from_dict(json.loads(config_json))
+    select(config.device.backend, config.device)  # before Keras is imported
     import logging
 
-    from trainways.backends.tensorflow.devices import configure_devices
+    from trainways.backends import current
     from trainways.callbacks import EpochLogger
-    from trainways.config import RunConfig
     from trainways.data import load_reuters
     from trainways.run import build_training, seed_everything
     from trainways.trainers import get_trainer
 
-    config = RunConfig.from_dict(json.loads(config_json))
     method = config.train.method
-    configure_devices(config.device)
+    current().devices.make_strategy(config.device)
     seed_everything(config)
     training = build_training(config, load_reuters(data))
     timer = EpochLogger(logging.getLogger("benchmark.quiet"))
@@ -103,6 +112,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of alternating runs")
     parser.add_argument("--methods", default="fit,batch,loop")
     parser.add_argument(
+        "--backend",
+        default="tensorflow",
+        choices=("tensorflow", "jax", "torch"),
+        help="the Keras backend of trainways' rows (the reference is TensorFlow's tutorial)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -116,6 +131,7 @@ def main() -> None:
         return
     if args.epochs < 2:
         parser.error("--epochs must be >= 2: the first epoch is not timed")
+    print(f"trainways backend: {args.backend}; reference: the TensorFlow tutorial", flush=True)
     print("tuned settings:", " ".join(args.set) or "(none)", flush=True)
     impls = {
         "reference": lambda m: [
@@ -124,13 +140,17 @@ def main() -> None:
             "--epochs",
             str(args.epochs),
         ],
-        "trainways": lambda m: [__file__, "--worker", json.dumps(_config(m, args.epochs, []))],
+        "trainways": lambda m: [
+            __file__,
+            "--worker",
+            json.dumps(_config(m, args.epochs, [], args.backend)),
+        ],
     }
     if args.set:
         impls["tuned"] = lambda m: [
             __file__,
             "--worker",
-            json.dumps(_config(m, args.epochs, args.set)),
+            json.dumps(_config(m, args.epochs, args.set, args.backend)),
         ]
     runs: dict[tuple[str, str], list[dict]] = {}
     for method in args.methods.split(","):
