@@ -3,8 +3,9 @@ PyTorch.
 
 This pytest process runs Keras on TensorFlow, so every JAX or PyTorch run is a child process
 (started together: most of their time is starting Python). On the synthetic corpus, per backend:
-each method trains and records its backend; the three agree after one epoch; the backend's example
-step (level 2) and its own-loop example (level 3) give the built-in loop's weights; a run stopped by
+each method trains and records its backend; the three agree after one epoch; the loop method runs a
+model's own train_step as fit does (level 1); the backend's example step (level 2) and its own-loop
+example (level 3) give the built-in loop's weights; a run stopped by
 SIGKILL in epoch 2 resumes — on that backend, because the run recorded it — to exactly the unbroken
 run; the model a backend saved evaluates, predicts and exports here, on TensorFlow. Refusals
 and device planning: test_backend_choice.py; backends side by side: test_backend_agreement.py.
@@ -75,6 +76,13 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
         unbroken["step"] = children.spawn(
             *train_args(corpus, root / "step", "loop", EPOCHS, *options(backend), *steps)
         )
+        clipped = ("--model", f"{Path(__file__).with_name('tight_clip.py')}:build")
+        for method in ("fit", "loop"):
+            unbroken[f"clipped_{method}"] = children.spawn(
+                *train_args(
+                    corpus, root / f"clipped_{method}", method, 1, *options(backend), *clipped
+                )
+            )
         unbroken["own_loop"] = children.spawn(
             *("--data", str(corpus), "--epochs", str(EPOCHS), "--seed", "5", "--max-len", "60"),
             *("--out", str(root / "own_loop")),
@@ -96,7 +104,7 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
             assert children.wait(process) == 0, f"{name}: {process.stderr_text[-3000:]}"
     finally:
         children.kill_all()
-    names = [*METHODS, "step", "own_loop", "killed"]
+    names = [*METHODS, "step", "own_loop", "killed", "clipped_fit", "clipped_loop"]
     return {"backend": backend, **{name: root / name for name in names}}
 
 
@@ -124,6 +132,14 @@ def test_the_three_methods_agree_on_the_backend_after_one_epoch(runs):
 
 def test_the_backends_example_step_trains_as_the_built_in_loop(runs):
     assert_same_run(runs["step"], runs["loop"])
+
+
+def test_the_loop_method_runs_the_models_own_train_step_as_fit_does(runs):
+    # examples/clipped_model_<backend>.py with a clip of 1e-9: the model barely moves.
+    assert_same_run(runs["clipped_loop"], runs["clipped_fit"])
+    clipped = first_epoch_weights(runs["clipped_loop"])
+    plain = first_epoch_weights(runs["loop"])
+    assert max(np.max(np.abs(a - b)) for (_, a), (_, b) in zip(clipped, plain, strict=True)) > 1e-4
 
 
 def test_the_backends_own_loop_example_trains_as_the_built_in_loop(runs):
