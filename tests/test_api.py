@@ -108,6 +108,8 @@ def test_per_sample_loss_function_is_averaged_like_compile():
         ({"precision": "mixed_bfloat16"}, "precision applies to models trainways builds"),
         ({"y": None}, "x: NumPy input needs both x and y"),
         ({"y": np.zeros(3)}, "x has 200 samples but y has 3"),
+        ({"backend": "jax"}, "backend jax: Keras already runs on tensorflow in this process"),
+        ({"dense_gradients": True, "optimizer": "adam"}, "dense_gradients chooses a Nadam"),
     ],
 )
 def test_bad_arguments_are_config_errors(kwargs, message):

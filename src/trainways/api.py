@@ -75,6 +75,7 @@ def train(
     step: StepFn | None = None,
     test_step: StepFn | None = None,
     config: TrainConfig | None = None,
+    backend: str | None = None,
     **options: Any,
 ) -> keras.callbacks.History:
     """Train ``model`` with ``Model.fit``, a ``train_on_batch`` loop or a GradientTape loop.
@@ -107,6 +108,9 @@ def train(
             :mod:`trainways.steps`. trainways compiles it and drives everything around it.
         test_step: Your validation step, same contract (default: the built-in one).
         config: Training options as a :class:`~trainways.config.TrainConfig`.
+        backend: The Keras backend to train on (``tensorflow``, ``jax``, ``torch``). Keras
+            chooses its backend once, when it is imported: set ``KERAS_BACKEND`` before
+            importing Keras (and trainways); this checks that the process runs on it.
         **options: Training options by name, over ``config``. ``seed`` also seeds Keras's
             random generators; ``deterministic`` turns on deterministic kernels. ``precision``
             and ``tensorboard`` belong to models and run directories that trainways builds:
@@ -118,6 +122,10 @@ def train(
     Raises:
         ConfigError: An argument is invalid (one line saying which and why).
     """
+    if backend is not None:
+        from trainways.backends import select
+
+        select(backend)  # a process runs Keras on one backend: refused if it is another
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
     for role, fn in (("step", step), ("test_step", test_step)):
