@@ -70,6 +70,8 @@ def _non_default(opt):
     special = {
         "data.source": "/somewhere/reuters.npz",
         "model.preset": "/code/model.py:build",
+        "model.initial_weights": "/code/initial.weights.h5",
+        "train.dense_gradients": None,  # excludes xla_optimizer, set here
         "train.method": "loop",
         "train.step": "/code/step.py:train_step",
         "train.test_step": "/code/step.py:test_step",
