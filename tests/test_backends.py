@@ -135,9 +135,16 @@ def test_the_backends_example_step_trains_as_the_built_in_loop(runs):
 
 
 def test_the_loop_method_runs_the_models_own_train_step_as_fit_does(runs):
-    # examples/clipped_model_<backend>.py with a clip of 1e-9: the model barely moves.
-    assert_same_run(runs["clipped_loop"], runs["clipped_fit"])
+    # examples/clipped_model_<backend>.py with a clip of 1e-9: the model barely moves. (Its
+    # model.keras needs the example's class, which this TensorFlow process cannot import: the
+    # one epoch's weights are compared from the checkpoint files.)
+    assert read_history(runs["clipped_loop"]) == read_history(runs["clipped_fit"])
     clipped = first_epoch_weights(runs["clipped_loop"])
+    for (name, ours), (other, theirs) in zip(
+        clipped, first_epoch_weights(runs["clipped_fit"]), strict=True
+    ):
+        assert name == other
+        np.testing.assert_array_equal(ours, theirs)
     plain = first_epoch_weights(runs["loop"])
     assert max(np.max(np.abs(a - b)) for (_, a), (_, b) in zip(clipped, plain, strict=True)) > 1e-4
 
