@@ -1,13 +1,17 @@
 """Backends side by side: ``agree --backends`` and ``compare --backends`` start every backend from
 the same initial weights (``--initial-weights``) and batches, so the first step's loss agrees.
 
-The parent runs in this process (on TensorFlow); each backend trains in its own child.
+The parent runs in this process (on TensorFlow); each backend trains in its own child. On the real
+data, ``agree --backend jax`` and ``--backend torch``: the three methods agree on each backend.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +58,35 @@ def test_compare_backends_puts_them_side_by_side_from_the_same_initial_weights(c
         for b in ("jax", "torch")
     ]
     assert abs(first[0] - first[1]) <= 1e-5
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec(name) is None, reason=f"{name} is not installed"
+            ),
+        )
+        for name in ("jax", "torch")
+    ],
+)
+def test_the_three_methods_agree_on_the_real_data_on_each_backend(backend, reuters_dir, tmp_path):
+    # In a child: this process runs Keras on TensorFlow. Measured bitwise equal on both.
+    figures = tmp_path / "agree.json"
+    argv = ["agree", "--backend", backend, "--data", str(reuters_dir), "--seed", "42"]
+    result = subprocess.run(
+        [sys.executable, "-m", "trainways.cli", *argv, "--quiet", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "TRAINWAYS_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(figures.read_text())
+    assert report["config"]["device"]["backend"] == backend
+    assert report["weight_difference_after_epoch_1"] <= 1e-5
+    assert report["val_accuracy_difference"] <= 0.005
