@@ -6,7 +6,8 @@ started together: their time is mostly starting Python and compiling. Each metho
 is the reference; with ``--strategy mirrored --cpu-devices 2`` each method must end its first
 epoch within 1e-5 of it, and of the other methods; two processes on 127.0.0.1
 (``--strategy multiworker``, the ``loop`` method: the cheapest) must too, the chief alone writing
-the run directory.
+the run directory; and a step function (level 2) on two devices matches the built-in ``loop`` on
+one.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def runs(corpus, tmp_path_factory) -> dict[str, Path]:
             started[f"mirrored-{method}"] = children.spawn(
                 *train_args(corpus, root / f"mirrored-{method}", method, 1, *OPTIONS, *MIRRORED)
             )
+        # A step function (level 2) on two devices: the batch arrives sharded, the state
+        # replicated, and the same pure step runs data-parallel.
+        example = Path(__file__).resolve().parents[1] / "examples" / "tutorial_step_jax.py"
+        step = ("--step", f"{example}:train_step", "--test-step", f"{example}:test_step")
+        started["mirrored-step"] = children.spawn(
+            *train_args(corpus, root / "mirrored-step", "loop", 1, *OPTIONS, *MIRRORED, *step)
+        )
         # Both workers name the same --out: only the chief may create it.
         argv = train_args(corpus, root / "workers", "loop", 1, *OPTIONS, *cluster)
         for index in (0, 1):
@@ -104,6 +112,11 @@ def test_the_three_methods_agree_on_two_devices(runs):
     for method in ("batch", "loop"):
         difference = _largest_difference(runs[f"mirrored-{method}"], runs["mirrored-fit"])
         assert difference <= TOLERANCE, method
+
+
+def test_a_step_function_runs_data_parallel_and_matches_one_device(runs):
+    assert "DataParallel over 2 CPU device(s), 2 replica(s)" in _log(runs["mirrored-step"])
+    assert _largest_difference(runs["mirrored-step"], runs["one-loop"]) <= TOLERANCE
 
 
 def test_two_processes_on_loopback_match_one_device(runs):

@@ -91,7 +91,7 @@ class Loop:
     ) -> None:
         from trainways import run
         from trainways.backends import current
-        from trainways.data import make_dataset, steps_per_epoch
+        from trainways.data import NumpyBatches, make_dataset, steps_per_epoch
         from trainways.trainers import TrainData
 
         if getattr(model, "optimizer", None) is None:
@@ -120,21 +120,29 @@ class Loop:
         seed = self._config.train.seed
         self._first_epoch = self._resume_from.epoch if self._resume_from else 0
         self._steps = steps_per_epoch(len(x), batch_size)
-        train = make_dataset(
-            x, y, batch_size=batch_size, shuffle=True, seed=seed, first_epoch=self._first_epoch
-        )
-        validation = None
+        stream = {
+            "batch_size": batch_size,
+            "shuffle": True,
+            "seed": seed,
+            "first_epoch": self._first_epoch,
+        }
+        train, train_numpy = make_dataset(x, y, **stream), NumpyBatches(x, y, **stream)
+        validation = validation_numpy = None
         if validation_data is not None:
             x_val, y_val = (np.asarray(part) for part in validation_data)
             validation = make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False)
+            validation_numpy = NumpyBatches(x_val, y_val, batch_size=batch_size, shuffle=False)
+        numpy = TrainData(train_numpy, validation_numpy, self._steps)
         self._backend = current()
-        self._placement = self._backend.prepare(model, TrainData(train, validation, self._steps))
+        self._placement = self._backend.prepare(
+            model, TrainData(train, validation, self._steps, numpy)
+        )
         if self._placement.spans_workers:
             raise ConfigError(
                 "Loop runs on one machine: one device, or MirroredStrategy over its devices; "
                 "for several workers use trainways train --strategy multiworker"
             )
-        data = self._placement.distribute(TrainData(train, validation, self._steps))
+        data = self._placement.distribute(TrainData(train, validation, self._steps, numpy))
         self._train, self._validation = data.train, data.validation
         self._element_spec = train.element_spec
         self._metrics = list(metrics)

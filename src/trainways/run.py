@@ -244,7 +244,7 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         first_epoch: Epoch to start at (a resumed run's next epoch); the training stream starts
             with that epoch's shuffle.
     """
-    from trainways.data import make_dataset, pad, steps_per_epoch
+    from trainways.data import NumpyBatches, make_dataset, pad, steps_per_epoch
     from trainways.model import build_loss, build_metrics, build_model, build_optimizer
 
     model = build_model(
@@ -256,22 +256,18 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     )
     batch = config.train.batch_size
     x_train = pad(reuters.x_train, config.data.max_len)
+    x_test = pad(reuters.x_test, config.data.max_len)
+    stream = {"batch_size": batch, "shuffle": True, "seed": config.train.seed}
+    steps = steps_per_epoch(len(x_train), batch)
     data = TrainData(
-        make_dataset(
-            x_train,
-            reuters.y_train,
-            batch_size=batch,
-            shuffle=True,
-            seed=config.train.seed,
-            first_epoch=first_epoch,
+        make_dataset(x_train, reuters.y_train, first_epoch=first_epoch, **stream),
+        make_dataset(x_test, reuters.y_test, batch_size=batch, shuffle=False),
+        steps,
+        numpy=TrainData(
+            NumpyBatches(x_train, reuters.y_train, first_epoch=first_epoch, **stream),
+            NumpyBatches(x_test, reuters.y_test, batch_size=batch, shuffle=False),
+            steps,
         ),
-        make_dataset(
-            pad(reuters.x_test, config.data.max_len),
-            reuters.y_test,
-            batch_size=batch,
-            shuffle=False,
-        ),
-        steps_per_epoch(len(x_train), batch),
     )
     spec = TrainSpec(
         epochs=config.train.epochs,

@@ -18,7 +18,8 @@ The package, one job a module (each module's docstring states the quirks it repl
   :func:`load_reuters` and the :class:`Reuters` it returns, option checks, where the data comes
   from; :func:`pad` and :func:`describe`.
 * :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`,
-  :func:`steps_per_epoch`, :func:`make_dataset`.
+  :func:`steps_per_epoch`, :func:`make_dataset`, and :class:`NumpyBatches`, the same batches
+  without TensorFlow.
 
 Imports run one way: errors ← sgml ← cache ← keras_npz ← loading, and sgml ← identity ← loading;
 pipeline needs only errors.
@@ -50,7 +51,7 @@ from trainways.data.loading import (
     load_reuters,
     pad,
 )
-from trainways.data.pipeline import epoch_order, make_dataset, steps_per_epoch
+from trainways.data.pipeline import NumpyBatches, epoch_order, make_dataset, steps_per_epoch
 from trainways.data.sgml import FILTERS, MIN_WIRES_PER_TOPIC, Corpus, build_from_sgml, tokenize
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "Corpus",
     "DataError",
     "Fingerprint",
+    "NumpyBatches",
     "Reuters",
     "build_from_sgml",
     "check_identity",

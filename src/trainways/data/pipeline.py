@@ -1,12 +1,16 @@
-"""Model inputs: the order of each epoch, and the ``tf.data`` pipeline that follows it.
+"""Model inputs: the order of each epoch, the ``tf.data`` pipeline that follows it, and the same
+batches in NumPy alone.
 
 The only module of :mod:`trainways.data` that imports TensorFlow directly (the Keras download
 gets it through Keras), and only lazily inside :func:`make_dataset`: loading and padding data
-must not need it.
+must not need it. :class:`NumpyBatches` gives exactly :func:`make_dataset`'s batches without
+TensorFlow, for the JAX and PyTorch backends' hand-driven steps.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +42,66 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 def steps_per_epoch(n: int, batch_size: int, *, drop_remainder: bool = False) -> int:
     """Number of batches in one pass over ``n`` samples."""
     return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+class NumpyBatches:
+    """:func:`make_dataset`'s batches, made with NumPy alone: the same arguments, the same
+    batches in the same order (each epoch's order from :func:`epoch_order`).
+
+    Iterating gives ``(x, y)`` NumPy batches: one ordered pass without ``shuffle``, else an endless
+    stream of epochs from ``first_epoch`` on (consumers take :func:`steps_per_epoch` per epoch).
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int | None = None,
+        first_epoch: int = 0,
+        drop_remainder: bool = False,
+    ) -> None:
+        _check_batching(x, y, batch_size)
+        if shuffle and (seed is None or seed < 0):
+            raise DataError(f"seed must be >= 0 for a shuffled stream, got {seed}")
+        self._x, self._y = np.asarray(x), np.asarray(y)
+        self._batch_size = batch_size
+        self._shuffle = shuffle
+        self._seed = seed
+        self._first_epoch = first_epoch
+        self._steps = (
+            len(self._x) // batch_size if drop_remainder else -(-len(self._x) // batch_size)
+        )
+
+    def cardinality(self) -> int:
+        """Batches per pass; ``-1`` (``tf.data``'s infinite) for the endless shuffled stream."""
+        return -1 if self._shuffle else self._steps
+
+    def _pass(self, order: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        size = self._batch_size
+        for start in range(0, self._steps * size, size):
+            if order is None:
+                yield self._x[start : start + size], self._y[start : start + size]
+            else:
+                # One gather per batch, as the tf.data pipeline does.
+                indices = order[start : start + size]
+                yield self._x[indices], self._y[indices]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if not self._shuffle:
+            yield from self._pass(None)
+            return
+        for epoch in itertools.count(self._first_epoch):
+            yield from self._pass(epoch_order(len(self._x), self._seed, epoch))
+
+
+def _check_batching(x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
+    if batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    if len(x) != len(y):
+        raise DataError(f"x has {len(x)} rows but y has {len(y)}: pass matching arrays")
 
 
 def make_dataset(
@@ -75,10 +139,7 @@ def make_dataset(
     """
     import tensorflow as tf  # lazy: loading data must not need TensorFlow
 
-    if batch_size < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    if len(x) != len(y):
-        raise DataError(f"x has {len(x)} rows but y has {len(y)}: pass matching arrays")
+    _check_batching(x, y, batch_size)
     if not shuffle:
         ordered = tf.data.Dataset.from_tensor_slices((x, y))
         return (

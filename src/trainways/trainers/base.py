@@ -65,11 +65,15 @@ class TrainData:
         validation: Validation batches in a fixed order, one pass per evaluation, or ``None``.
         steps_per_epoch: Batches per epoch of a stream; ``None`` for a one-pass-per-epoch
             dataset.
+        numpy: The same batches as :class:`trainways.data.NumpyBatches`, or ``None``: the JAX
+            and PyTorch backends feed their hand-driven steps from them, with no TensorFlow on
+            the hot path (``fit`` always takes the datasets).
     """
 
     train: Any  # tf.data.Dataset; typed loosely so this module never needs TensorFlow.
     validation: Any | None = None
     steps_per_epoch: int | None = None
+    numpy: TrainData | None = None
 
     def __post_init__(self) -> None:
         cardinality = getattr(self.train, "cardinality", None)

@@ -55,8 +55,11 @@ class Placement:
         return self.processes > 1
 
     def distribute(self, data: TrainData) -> TrainData:
-        """``data`` as NumPy batches for the hand-driven methods; across processes, this
-        process's part of each batch (the distribution's ``distribute_dataset``, as ``fit``)."""
+        """``data`` as NumPy batches for the hand-driven methods: ``data.numpy`` (made without
+        TensorFlow) in one process; across processes, this process's part of each batch (the
+        distribution's ``distribute_dataset``, as ``fit``)."""
+        if data.numpy is not None and self.processes == 1:
+            return data.numpy
 
         def batches(dataset: Any) -> _NumpyBatches:
             if self.distribution is not None:

@@ -14,14 +14,17 @@ from trainways.trainers.base import TrainData, build_compiled
 
 
 class _TensorBatches:
-    """A ``tf.data`` dataset seen as batches of tensors on Keras's device (one pass per
-    ``iter``)."""
+    """NumPy batches (or a ``tf.data`` dataset's, as NumPy) as tensors on Keras's device."""
 
-    def __init__(self, dataset: Any) -> None:
-        self._dataset = dataset
+    def __init__(self, batches: Any) -> None:
+        self._batches = batches
+        self.cardinality = getattr(batches, "cardinality", None)  # how many, for the driver
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        for x, y in self._dataset.as_numpy_iterator():
+        batches = self._batches
+        if hasattr(batches, "as_numpy_iterator"):  # a dataset given to the library
+            batches = batches.as_numpy_iterator()
+        for x, y in batches:
             yield keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
 
 
@@ -33,7 +36,9 @@ class Placement:
     spans_workers: bool = False
 
     def distribute(self, data: TrainData) -> TrainData:
-        """``data`` as batches of tensors for the hand-driven methods."""
+        """``data`` as batches of tensors for the hand-driven methods, made from ``data.numpy``
+        (no TensorFlow on the hot path) when there is one."""
+        data = data.numpy or data
         validation = data.validation
         return dataclasses.replace(
             data,
