@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import pickle
@@ -676,6 +677,35 @@ def test_make_dataset_without_shuffle_is_one_ordered_pass() -> None:
     assert len(batches) == 6 and batches[0][0].shape == (10, 4)
     with pytest.raises(DataError, match="seed must be >= 0, got -1"):
         data.make_dataset(x, y, batch_size=8, shuffle=True, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("shuffle", "first_epoch", "drop_remainder"),
+    [(True, 0, False), (True, 2, False), (True, 0, True), (False, 0, False), (False, 0, True)],
+)
+def test_numpy_batches_are_make_datasets_batches_without_tensorflow(
+    shuffle, first_epoch, drop_remainder
+) -> None:
+    pytest.importorskip("tensorflow")
+    x = data.pad([[i + 1, i + 2] for i in range(60)], 4)
+    y = np.arange(60, dtype=np.int64)
+    options = {"batch_size": 8, "shuffle": shuffle, "drop_remainder": drop_remainder}
+    options.update({"seed": 3, "first_epoch": first_epoch} if shuffle else {})
+    theirs = data.make_dataset(x, y, **options)
+    ours = data.NumpyBatches(x, y, **options)
+    steps = data.steps_per_epoch(60, 8, drop_remainder=drop_remainder)
+    count = 3 * steps if shuffle else steps  # three epochs of the stream, or the one pass
+    expected = list(itertools.islice(theirs.as_numpy_iterator(), count))
+    got = list(itertools.islice(ours, count))
+    assert len(got) == len(expected) == count
+    for (x_ours, y_ours), (x_theirs, y_theirs) in zip(got, expected, strict=True):
+        assert x_ours.dtype == x_theirs.dtype and y_ours.dtype == y_theirs.dtype
+        np.testing.assert_array_equal(x_ours, x_theirs)
+        np.testing.assert_array_equal(y_ours, y_theirs)
+    if not shuffle:
+        assert len(list(ours)) == steps == ours.cardinality()  # one pass per iteration
+    else:
+        assert ours.cardinality() == -1
 
 
 def test_keras_label_names_constant_matches_keras() -> None:
