@@ -358,9 +358,9 @@ def measure_backends(
         log(f"{backend}: training {config.train.method} into {out}")
         code, _ = run_child(child_argv(config_file, out))
         if code != 0:
-            raise BackendFailed(
-                f"{backend}: the run stopped with exit status {code}; its log: {out / rundir.LOG}"
-            )
+            log_file = out / rundir.LOG
+            where = f"its log: {log_file}" if log_file.is_file() else "its error is above"
+            raise BackendFailed(f"{backend}: the run stopped with exit status {code}; {where}")
         metrics = rundir.read_json(out / rundir.METRICS)
         losses[backend] = float(metrics["first_step_loss"])
         accuracies[backend] = [float(v) for v in rundir.read_history(out)["val_accuracy"]]
