@@ -30,8 +30,10 @@ first: PyTorch and JAX read their device settings when they are imported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -112,3 +114,30 @@ def load_lazily(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
 
     return __getattr__
+
+
+class OneDevice:
+    """Stands where a ``tf.distribute`` strategy stands, for one device: its scope changes
+    nothing."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What training runs on (the JAX and PyTorch backends'; see the TensorFlow backend's).
+
+    Attributes:
+        strategy: A :class:`OneDevice`, or the backend's stand-in for a distribution.
+        description: One line for the log.
+        replicas: Replicas the global batch is split over.
+        is_chief: Whether this process writes the run directory.
+    """
+
+    strategy: Any
+    description: str
+    replicas: int = 1
+    is_chief: bool = True

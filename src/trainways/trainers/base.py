@@ -125,6 +125,25 @@ def build_compiled(model: keras.Model, x: Any, y: Any) -> None:
     model.compute_metrics(x, y, y_pred)
 
 
+def example_batch(element_spec: Any) -> tuple[Any, ...]:
+    """A batch of one, of zeros, shaped as ``element_spec`` (a ``tf.data`` spec): what a model
+    is built and a step traced on."""
+    import numpy as np
+
+    return tuple(
+        np.zeros([1, *spec.shape[1:]], dtype=spec.dtype.as_numpy_dtype) for spec in element_spec
+    )
+
+
+def build_before_training(model: keras.Model, element_spec: Any) -> None:
+    """Build what ``fit`` builds on first use — compiled loss and metrics, the optimizer — once,
+    from a batch of zeros; the metrics are reset after it."""
+    build_compiled(model, *example_batch(element_spec))
+    model.reset_metrics()
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
 def steps_of(dataset: Any) -> int | None:
     """Number of batches per pass, or ``None`` when the dataset does not know it."""
     cardinality = getattr(dataset, "cardinality", None)

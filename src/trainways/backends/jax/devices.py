@@ -17,16 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from trainways.backends import Devices, OneDevice
 from trainways.config import ConfigError, DeviceConfig
-
-
-class _OneDevice:
-    """Stands where a ``tf.distribute`` strategy stands: its scope changes nothing."""
-
-    num_replicas_in_sync = 1
-
-    def scope(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -59,16 +51,6 @@ class DataParallelStrategy:
             yield
         finally:
             keras.distribution.set_distribution(previous)
-
-
-@dataclass(frozen=True)
-class Devices:
-    """What training runs on (see the TensorFlow backend's ``Devices``)."""
-
-    strategy: Any
-    description: str
-    replicas: int = 1
-    is_chief: bool = True
 
 
 def _data_parallel(devices: list[Any]) -> Any:
@@ -205,7 +187,7 @@ def make_strategy(config: DeviceConfig) -> Devices:
 
     if config.strategy == "default":
         device = jax.devices()[0]
-        return Devices(_OneDevice(), f"{device.platform.upper()} ({device}, JAX {jax.__version__})")
+        return Devices(OneDevice(), f"{device.platform.upper()} ({device}, JAX {jax.__version__})")
     if config.strategy == "mirrored":
         if config.cpu_devices:
             _set_cpu_devices(config.cpu_devices)

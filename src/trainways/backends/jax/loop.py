@@ -32,7 +32,7 @@ import numpy as np
 
 from trainways import steps as user_steps
 from trainways.config import ConfigError
-from trainways.trainers.base import TrainSpec
+from trainways.trainers.base import TrainSpec, example_batch
 
 # A pass's pure step: (state, x, y) -> (state, logs).
 PureStep = Callable[[Any, Any, Any], tuple[Any, dict[str, Any]]]
@@ -71,7 +71,7 @@ class LoopStepper:
         self._optimizer = model.optimizer
         self._spec = spec
         self._placement = placement
-        self._example = _example_batch(element_spec)
+        self._example = example_batch(element_spec)
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._metrics = [self._loss_tracker, *spec.metrics()]
         own = user_steps.has_own_step(model)
@@ -276,13 +276,6 @@ class LoopStepper:
 
     def results(self) -> dict[str, float]:
         return dict(self._logs)
-
-
-def _example_batch(element_spec: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of one, shaped as ``element_spec`` (a ``tf.data`` spec), to trace steps on."""
-    return tuple(
-        np.zeros([1, *spec.shape[1:]], dtype=spec.dtype.as_numpy_dtype) for spec in element_spec
-    )
 
 
 def _split(metrics: list[keras.metrics.Metric], flat: list[Any]) -> list[list[Any]]:

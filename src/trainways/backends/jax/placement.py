@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from trainways.trainers.base import TrainData, build_compiled
+from trainways.trainers.base import TrainData, build_before_training
 
 
 class _NumpyBatches:
@@ -113,11 +113,5 @@ def prepare(model: Any, data: TrainData) -> Placement:
     under the distribution the model was built in (``None``: one device)."""
     import keras
 
-    x_spec, y_spec = data.train.element_spec
-    x = np.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype.as_numpy_dtype)
-    y = np.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype.as_numpy_dtype)
-    build_compiled(model, x, y)
-    model.reset_metrics()
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    build_before_training(model, data.train.element_spec)
     return Placement(keras.distribution.distribution())

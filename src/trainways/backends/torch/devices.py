@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-from typing import Any
-
+from trainways.backends import Devices, OneDevice
 from trainways.backends.torch.environment import plan_environment
 from trainways.config import DeviceConfig
-
-
-class _OneDevice:
-    """Stands where a ``tf.distribute`` strategy stands: its scope changes nothing."""
-
-    num_replicas_in_sync = 1
-
-    def scope(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-
-@dataclass(frozen=True)
-class Devices:
-    """What training runs on (see the TensorFlow backend's ``Devices``)."""
-
-    strategy: Any
-    description: str
-    replicas: int = 1
-    is_chief: bool = True
 
 
 def make_strategy(config: DeviceConfig) -> Devices:
@@ -48,7 +26,7 @@ def make_strategy(config: DeviceConfig) -> Devices:
     else:
         note = f"; gpu {config.gpu} ignored" if config.gpu is not None else ""
         what = f"CPU (no GPU found{note})"
-    return Devices(_OneDevice(), f"{what}, PyTorch {torch.__version__}")
+    return Devices(OneDevice(), f"{what}, PyTorch {torch.__version__}")
 
 
 def is_chief(config: DeviceConfig) -> bool:

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import numpy as np
 
-from trainways.trainers.base import TrainData, build_compiled
+from trainways.trainers.base import TrainData, build_before_training
 
 
 class _TensorBatches:
@@ -55,11 +54,5 @@ class Placement:
 
 def prepare(model: keras.Model, data: TrainData) -> Placement:
     """Build what ``fit`` builds on first use (compiled loss and metrics, the optimizer), once."""
-    x_spec, y_spec = data.train.element_spec
-    x = np.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype.as_numpy_dtype)
-    y = np.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype.as_numpy_dtype)
-    build_compiled(model, x, y)
-    model.reset_metrics()
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    build_before_training(model, data.train.element_spec)
     return Placement()
