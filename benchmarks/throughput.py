@@ -11,10 +11,13 @@ the achieved GFLOP/s, taking the issue's estimate of ~10 MFLOP per training wire
         [--backend jax|torch] \
         [--set train.steps_per_execution=epoch --set device.inter_op_threads=2 ...]
 
+``hook s``: the median / longest seconds between two progress updates (batch hooks) of
+trainways' rows, after the first epoch.
+
 ``--backend`` trains trainways' rows on that Keras backend; the reference stays the TensorFlow
 tutorial, so the ratio says how the backend compares with it. ``--set SECTION.KEY=VALUE`` changes
 trainways' configuration (the ``config.json`` keys; VALUE is read as JSON, else as a string);
-without it trainways runs with its defaults.
+without it trainways runs with its defaults, which is what ``trainways train`` runs.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TRAIN_WIRES = 8_982
@@ -72,12 +77,42 @@ def _worker(config_json: str, data: str) -> None:
     seed_everything(config)
     training = build_training(config, load_reuters(data))
     timer = EpochLogger(logging.getLogger("benchmark.quiet"))
-    history = get_trainer(method)(training.model, training.data, training.spec, [timer])
+    hooks = _hook_gaps()
+    history = get_trainer(method)(training.model, training.data, training.spec, [timer, hooks])
     print(
         json.dumps(
-            {"epoch_seconds": timer.epoch_seconds, "val_accuracy": history.history["val_accuracy"]}
+            {
+                "epoch_seconds": timer.epoch_seconds,
+                "val_accuracy": history.history["val_accuracy"],
+                "hook_gaps": hooks.gaps,
+            }
         )
     )
+
+
+def _hook_gaps() -> Any:
+    """A callback keeping the seconds between training batch hooks (the progress bar's updates)
+    after the first epoch: how often a user sees the run move. Defined here, after the backend
+    is chosen, because it imports Keras."""
+    import keras
+
+    class HookGaps(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gaps: list[float] = []
+            self._last: float | None = None
+            self._timed = False
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._timed, self._last = epoch > 0, time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            now = time.perf_counter()
+            if self._timed and self._last is not None:
+                self.gaps.append(now - self._last)
+            self._last = now
+
+    return HookGaps()
 
 
 def _child(argv: list[str]) -> dict:
@@ -102,7 +137,13 @@ def _summary(results: list[dict]) -> dict:
         "peak_mb": max(result["peak_mb"] for result in results),
         "best_val_accuracy": statistics.median(max(r["val_accuracy"]) for r in results),
         "rounds": [TRAIN_WIRES / statistics.median(r["epoch_seconds"][1:]) for r in results],
+        # Seconds between progress updates (trainways rows only: the reference has no hooks).
+        "hook_gaps": [gap for result in results for gap in result.get("hook_gaps", [])],
     }
+
+
+def _gaps(gaps: list[float]) -> str:
+    return f"{statistics.median(gaps):.2f}/{max(gaps):.2f}" if gaps else "-"
 
 
 def main() -> None:
@@ -163,7 +204,8 @@ def main() -> None:
                 print(f"  {method} {name} round {round_ + 1}: done", file=sys.stderr, flush=True)
     print(
         f"{'method':<6} {'impl':<10} {'samples/s':>10} {'s/epoch':>8} {'peak MB':>8} "
-        f"{'best val':>9} {'GFLOP/s':>8} {'% peak':>7} {'ratio':>6}  ratio per round"
+        f"{'best val':>9} {'GFLOP/s':>8} {'% peak':>7} {'hook s':>10} {'ratio':>6}  "
+        "ratio per round"
     )
     for method in args.methods.split(","):
         reference = _summary(runs[method, "reference"])
@@ -179,7 +221,8 @@ def main() -> None:
                 f"{method:<6} {name:<10} {figures['samples_per_s']:>10.0f} "
                 f"{figures['seconds_per_epoch']:>8.2f} {figures['peak_mb']:>8.0f} "
                 f"{figures['best_val_accuracy']:>9.4f} {gflops:>8.1f} "
-                f"{100 * gflops / PEAK_GFLOPS:>6.0f}% {ratio:>6.2f}  {per_round}"
+                f"{100 * gflops / PEAK_GFLOPS:>6.0f}% {_gaps(figures['hook_gaps']):>10} "
+                f"{ratio:>6.2f}  {per_round}"
             )
 
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Children, train_args, write_corpus
+from helpers import Children, train_args, use_the_clis_thread_pools, write_corpus
+
+# Before any test starts TensorFlow: whichever test ran first would otherwise decide.
+use_the_clis_thread_pools()
 
 # The repository sits beside the shared data: <root>/main and <root>/shared/data/...
 _DEFAULT_REUTERS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "reuters21578"

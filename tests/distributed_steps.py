@@ -31,7 +31,10 @@ def _train(method: str, reuters, strategy, steps: int) -> list[np.ndarray]:
     seed_everything(config)
     with strategy.scope():
         training = build_training(config, reuters)
-        data = dataclasses.replace(training.data, steps_per_epoch=steps, validation=None)
+        # The first STEPS batches of epoch 1: the pass as a stream that each epoch takes STEPS of.
+        data = dataclasses.replace(
+            training.data, steps_per_epoch=steps, validation=None, clock=None
+        )
         get_trainer(method)(training.model, data, training.spec, [])
     return training.model.get_weights()
 

@@ -171,6 +171,21 @@ def assert_same_run(run, reference) -> None:
         np.testing.assert_array_equal(ours, theirs)
 
 
+def use_the_clis_thread_pools() -> str:
+    """Give this process the TensorFlow thread pools ``trainways train`` picks (``auto``), before
+    TensorFlow starts; returns the note the CLI would log ("" if none or too late).
+
+    The intra-op thread count changes float rounding, and runs trained in the test process are
+    compared bit for bit with runs that ``trainways train`` children trained.
+    """
+    import tensorflow as tf
+
+    from trainways.backends.tensorflow.devices import apply_threads
+    from trainways.config import DeviceConfig
+
+    return apply_threads(DeviceConfig(), tf.config)
+
+
 def largest_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 

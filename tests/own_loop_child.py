@@ -29,6 +29,10 @@ import keras  # noqa: E402
 
 from pause_at_batch import PauseAtBatch  # noqa: E402
 
+from helpers import use_the_clis_thread_pools  # noqa: E402
+
+use_the_clis_thread_pools()  # as the test process does (conftest.py), before the example runs
+
 
 class _LoopsStopper:
     """The Loop's StopOnSignal, found as the installed SIGINT handler once training began."""

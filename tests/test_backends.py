@@ -83,6 +83,12 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
                     corpus, root / f"clipped_{method}", method, 1, *options(backend), *clipped
                 )
             )
+        if backend == "jax":  # PyTorch runs one step per call
+            # 4 steps per epoch as calls of 3 + 1: the last call of an epoch runs what remains.
+            unbroken["fit_by_3"] = children.spawn(
+                *train_args(corpus, root / "fit_by_3", "fit", EPOCHS, *options(backend)),
+                *("--steps-per-execution", "3"),
+            )
         unbroken["own_loop"] = children.spawn(
             *("--data", str(corpus), "--epochs", str(EPOCHS), "--seed", "5", "--max-len", "60"),
             *("--out", str(root / "own_loop")),
@@ -90,8 +96,10 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
             env={"KERAS_BACKEND": backend},
         )
         marker = root / "killed.paused"
+        # JAX: calls of 3 + 1 steps, so that the pause at batch 3 falls inside epoch 2.
+        split = ("--steps-per-execution", "3") if backend == "jax" else ()
         killed = children.spawn(
-            *train_args(corpus, root / "killed", "loop", EPOCHS, *options(backend)),
+            *train_args(corpus, root / "killed", "loop", EPOCHS, *options(backend), *split),
             pause_at="2:3",
             marker=marker,
             env={"KERAS_BACKEND": backend},  # the paused child's script imports Keras first
@@ -104,7 +112,7 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
             assert children.wait(process) == 0, f"{name}: {process.stderr_text[-3000:]}"
     finally:
         children.kill_all()
-    names = [*METHODS, "step", "own_loop", "killed", "clipped_fit", "clipped_loop"]
+    names = [*unbroken, "killed"]
     return {"backend": backend, **{name: root / name for name in names}}
 
 
@@ -128,6 +136,13 @@ def test_the_three_methods_agree_on_the_backend_after_one_epoch(runs):
     for method in ("batch", "loop"):
         for ours, theirs in zip(histories[method], histories["fit"], strict=True):
             assert abs(float(ours["val_accuracy"]) - float(theirs["val_accuracy"])) <= 0.005
+
+
+def test_calls_of_several_steps_that_split_an_epoch_train_as_whole_epoch_calls(runs):
+    if "fit_by_3" not in runs:
+        pytest.skip(f"{runs['backend']} runs one step per call")
+    assert len(read_history(runs["fit_by_3"])) == EPOCHS
+    assert largest_difference(load_weights(runs["fit_by_3"]), load_weights(runs["fit"])) <= 1e-5
 
 
 def test_the_backends_example_step_trains_as_the_built_in_loop(runs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -209,7 +210,10 @@ def test_data_info(corpus, capsys):
         (["train", "--epochs", "0"], "epochs must be positive, got 0 (--epochs)"),
         (["train", "--epochs", "x"], "argument --epochs: expected a whole number, got 'x'"),
         (["train", "--batch-size", "-3"], "batch_size must be positive, got -3 (--batch-size)"),
-        (["train", "--steps-per-execution", "0"], "positive whole number or 'epoch', got 0"),
+        (
+            ["train", "--steps-per-execution", "0"],
+            "positive whole number, 'auto' or 'epoch', got 0",
+        ),
         (["train", "--precision", "fp8"], "invalid choice: 'fp8'"),
         (["train", "--intra-op-threads", "-1"], "intra_op_threads must be a whole number >= 0"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
@@ -301,12 +305,13 @@ def test_tensorboard_logs_scalars_and_learning_rate(corpus, tmp_path, method):
     assert (out / "tensorboard" / "validation").is_dir()
 
 
-def test_steps_per_execution_must_divide_the_epoch(corpus, tmp_path, capsys):
+def test_steps_per_execution_that_splits_the_epoch_ends_each_epoch_with_the_rest(corpus, tmp_path):
+    # The corpus has 115 training wires: 4 steps of 32, run as 3 + 1 (before issue 14, refused).
     out = tmp_path / "run"
-    # The corpus has 115 training wires: 4 steps of 32.
-    assert _train(corpus, out, "--steps-per-execution", "3") == 2
-    assert "3 does not divide the 4 steps of an epoch" in _one_line_error(capsys)
-    assert not out.exists()
+    assert _train(corpus, out, "--steps-per-execution", "3", "--epochs", "2") == 0
+    assert json.loads((out / rundir.STATUS).read_text())["state"] == "completed"
+    rows = list(csv.DictReader((out / rundir.HISTORY).open()))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
 
 
 def test_speed_levers_train_and_are_recorded(corpus, tmp_path):

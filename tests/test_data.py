@@ -708,6 +708,25 @@ def test_numpy_batches_are_make_datasets_batches_without_tensorflow(
         assert ours.cardinality() == -1
 
 
+@pytest.mark.parametrize("make", ["make_dataset", "NumpyBatches"])
+def test_a_clocked_training_dataset_is_one_epoch_per_pass_the_clocks(make) -> None:
+    x = np.arange(60, dtype=np.int32).reshape(30, 2)
+    y = np.arange(30, dtype=np.int64)
+    clock = data.EpochClock(4)
+    batches = getattr(data, make)(x, y, batch_size=8, shuffle=True, seed=3, clock=clock)
+    assert batches.cardinality() == 4  # a pass ends where the epoch does: 30 wires, 8 a batch
+
+    def one_pass() -> np.ndarray:
+        got = [np.asarray(labels) for _, labels in batches]
+        assert [len(part) for part in got] == [8, 8, 8, 6]
+        return np.concatenate(got)
+
+    np.testing.assert_array_equal(one_pass(), data.epoch_order(30, 3, 4))
+    np.testing.assert_array_equal(one_pass(), data.epoch_order(30, 3, 4))  # until told
+    clock.set_epoch(7)
+    np.testing.assert_array_equal(one_pass(), data.epoch_order(30, 3, 7))
+
+
 def test_keras_label_names_constant_matches_keras() -> None:
     keras = pytest.importorskip("keras")
     assert tuple(keras.datasets.reuters.get_label_names()) == data.KERAS_LABEL_NAMES

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from trainways.backends.tensorflow import devices as devices_module
 from trainways.backends.tensorflow.devices import (
     DevicePlan,
     apply_plan,
@@ -166,17 +167,38 @@ def test_configure_devices_on_this_machine_says_what_it_chose():
         assert default["description"].startswith("GPU 0 (")
         assert len(default["visible_gpus"]) == 1
     else:
-        assert default["description"] == "CPU (no GPU found)"
+        # (then the thread pools auto chose, if any: this machine's core count decides)
+        assert default["description"].startswith("CPU (no GPU found)")
         assert default["visible_gpus"] == []
-    assert cpu["description"] == "CPU (GPUs hidden by cpu)" and cpu["visible_gpus"] == []
+    assert cpu["description"].startswith("CPU (GPUs hidden by cpu)") and cpu["visible_gpus"] == []
 
 
-def test_thread_pools_are_set_only_when_asked():
+def test_thread_pools_are_set_as_asked_and_zero_leaves_them_to_tensorflow():
     fake = FakeTFConfig([])
-    assert apply_threads(DeviceConfig(), fake) == "" and fake.calls == []
+    assert apply_threads(DeviceConfig(intra_op_threads=0, inter_op_threads=0), fake) == ""
+    assert fake.calls == []
     note = apply_threads(DeviceConfig(intra_op_threads=1, inter_op_threads=2), fake)
     assert fake.calls == [("intra", 1), ("inter", 2)]
     assert note == ", threads: 1 intra-op / 2 inter-op"
+
+
+@pytest.mark.parametrize(
+    ("cores", "expected"), [(2, [("intra", 1), ("inter", 2)]), (1, []), (8, [])]
+)
+def test_auto_thread_pools_are_one_thread_per_op_two_at_a_time_on_two_cores_only(
+    cores, expected, monkeypatch
+):
+    # Measured faster on 2 cores only (benchmarks/RESULTS.md); elsewhere TensorFlow's choice.
+    monkeypatch.setattr(devices_module, "_usable_cores", lambda: cores)
+    fake = FakeTFConfig([])
+    note = apply_threads(DeviceConfig(), fake)
+    assert fake.calls == expected
+    assert ("(auto)" in note) == bool(expected)
+
+
+def test_auto_thread_pools_keep_tensorflows_once_it_has_started(monkeypatch):
+    monkeypatch.setattr(devices_module, "_usable_cores", lambda: 2)
+    assert apply_threads(DeviceConfig(), FakeTFConfig([], fail=True)) == ""
 
 
 def test_thread_pools_after_initialisation_are_a_clear_error():

@@ -107,6 +107,7 @@ def test_callbacks_run_in_fits_order_with_fits_indices():
     trainways.train(
         _model(), X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
         loss=LOSS, metrics=[_accuracy()], callbacks=[fit_spy], optimizer="nadam",
+        steps_per_execution=1,  # a Loop's user calls the hooks once per batch
     )  # fmt: skip
     _tape_loop(model := _model(), _own(model, metrics=[_accuracy()], callbacks=[loop_spy]))
     assert loop_spy.calls == fit_spy.calls

@@ -119,6 +119,10 @@ def test_same_history_keys_and_same_callback_sequence(ten_epochs):
     assert ten_epochs.calls["batch"] == ten_epochs.calls["fit"]
     assert ten_epochs.calls["loop"] == ten_epochs.calls["fit"]
     hooks = [hook for hook, _ in ten_epochs.calls["fit"]]
-    # 281 training and 71 validation batches per epoch, as fit sees them.
-    assert hooks.count("on_train_batch_end") == EPOCHS * TRAIN_BATCHES
-    assert hooks.count("on_test_batch_end") == EPOCHS * TEST_BATCHES
+    # 281 training and 71 validation batches per epoch, 16 per call by default: 18 and 5 calls,
+    # the last of each epoch shorter, with the indices fit gives them.
+    train_calls, test_calls = -(-TRAIN_BATCHES // 16), -(-TEST_BATCHES // 16)
+    assert hooks.count("on_train_batch_end") == EPOCHS * train_calls
+    assert hooks.count("on_test_batch_end") == EPOCHS * test_calls
+    ends = [index for hook, index in ten_epochs.calls["fit"] if hook == "on_train_batch_end"]
+    assert ends[:train_calls] == [16 * call + 15 for call in range(train_calls)]

@@ -30,7 +30,9 @@ METHODS = ("fit", "batch", "loop")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TWO_RATES = f"{EXAMPLES / 'two_learning_rates.py'}:train_step"
 EPOCHS = 3  # stopped in the second epoch; after the resume, the first checkpoint is pruned
-SMALL = ("--max-len", "60", "--deterministic")
+# Calls of 4 steps: an epoch of the synthetic corpus (6 steps) is 4 + 2, so a stop waits between
+# them (the default, 16, would make each epoch one call, with no hook in its middle).
+SMALL = ("--max-len", "60", "--deterministic", "--steps-per-execution", "4")
 FAST = ("--steps-per-execution", "epoch", "--xla-optimizer")
 
 
@@ -99,7 +101,7 @@ class Stop:
     method: str
     options: tuple[str, ...]
     signum: int
-    pause_at: str = "2:3"  # epoch 2, batch 3: the middle of a synthetic epoch (6 batches)
+    pause_at: str = "2:3"  # epoch 2, the call from batch 4: the middle of a synthetic epoch
 
 
 @dataclass(frozen=True)

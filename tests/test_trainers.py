@@ -240,9 +240,38 @@ def test_whole_epoch_executions_of_a_stream_take_exactly_each_epochs_batches():
             np.testing.assert_allclose(ours, theirs, atol=1e-6, err_msg=str(key))
 
 
+def _clocked(n: int = 200, batch_size: int = 32) -> TrainData:
+    from trainways.data import EpochClock, make_dataset
+
+    x, y = toy_problem(n=n, max_len=MAX_LEN, vocab=VOCAB, classes=CLASSES, seed=0)
+    xv, yv = toy_problem(n=70, max_len=MAX_LEN, vocab=VOCAB, classes=CLASSES, seed=1)
+    clock = EpochClock()
+    return TrainData(
+        make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=5, clock=clock),
+        make_dataset(xv, yv, batch_size=batch_size, shuffle=False),
+        clock=clock,
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_execution_that_would_cross_an_epoch_ends_with_it_on_clocked_data(method):
+    # 200 wires, batch 32: 7 steps per epoch, run as 3 + 3 + 1. The reference is the endless
+    # stream of the same epochs, one step per call.
+    spy, model = Spy(), _model(seed=4)
+    get_trainer(method)(model, _clocked(), _fast_spec(3, steps_per_execution=3), [spy])
+    assert _hooks(spy.calls, "on_train_batch_begin") == [0, 3, 6] * 3
+    assert _hooks(spy.calls, "on_train_batch_end") == [2, 5, 8] * 3  # fit's indices
+    assert _hooks(spy.calls, "on_test_batch_begin") == [0] * 3  # 3 validation steps, 1 call
+    reference = _model(seed=4)
+    get_trainer("fit")(reference, _stream(n=200), _fast_spec(3), [])
+    for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_steps_per_execution_that_splits_an_epoch_is_refused(method):
-    # 6 steps per epoch: 4 would make the second execution run into the next epoch.
+    # 6 steps per epoch of an endless stream: 4 would make fit's second execution run into the
+    # next epoch (data that ends with each epoch takes any number: see above).
     with pytest.raises(ValueError, match=r"4 does not divide the 6 steps of an epoch.*1, 2, 3, 6"):
         get_trainer(method)(_model(), _stream(), _fast_spec(steps_per_execution=4), [])
 

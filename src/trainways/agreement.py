@@ -326,12 +326,15 @@ def save_initial_weights(config: RunConfig, reuters: Any, path: Path) -> None:
 
 def backend_config(config: RunConfig, backend: str, initial_weights: Path) -> RunConfig:
     """``config`` on ``backend``, starting from ``initial_weights``, with dense gradients (the
-    update every backend computes alike, see :class:`trainways.config.TrainConfig`)."""
+    update every backend computes alike, see :class:`trainways.config.TrainConfig`) and one step
+    per call (the first step's loss is read after the first step)."""
     return replace(
         config,
         device=replace(config.device, backend=backend),
         model=replace(config.model, initial_weights=str(initial_weights)),
-        train=replace(config.train, dense_gradients=True, xla_optimizer=False),
+        train=replace(
+            config.train, dense_gradients=True, xla_optimizer=False, steps_per_execution=1
+        ),
     )
 
 

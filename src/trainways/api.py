@@ -42,11 +42,11 @@ def _as_loss(loss: str | Callable[..., Any] | keras.losses.Loss) -> keras.losses
 
 def _as_dataset(
     x: Any, y: Any, *, batch_size: int, shuffle: bool, seed: int | None, role: str
-) -> tuple[Any, int | None]:
-    """A dataset and its steps per epoch (``None``: one pass is one epoch)."""
+) -> tuple[Any, Any]:
+    """A dataset and, for NumPy training data, its epoch clock (one pass per epoch)."""
     import tensorflow as tf
 
-    from trainways.data import make_dataset, steps_per_epoch
+    from trainways.data import EpochClock, make_dataset
 
     if isinstance(x, tf.data.Dataset):
         if y is not None:
@@ -57,8 +57,9 @@ def _as_dataset(
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         raise ConfigError(f"{role}: x has {len(x)} samples but y has {len(y)}; they must match")
-    dataset = make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
-    return dataset, (steps_per_epoch(len(x), batch_size) if shuffle else None)
+    clock = EpochClock() if shuffle else None
+    dataset = make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, clock=clock)
+    return dataset, clock
 
 
 def train(
@@ -136,7 +137,7 @@ def train(
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
     batch_size = config.batch_size
-    train_ds, steps = _as_dataset(
+    train_ds, clock = _as_dataset(
         x, y, batch_size=batch_size, shuffle=shuffle, seed=config.seed, role="x"
     )
     val_ds = None
@@ -159,7 +160,9 @@ def train(
         test_step=test_step,
     )
     callbacks = [*schedule_callbacks(as_run), *(callbacks or [])]
-    return get_trainer(config.method)(model, TrainData(train_ds, val_ds, steps), spec, callbacks)
+    return get_trainer(config.method)(
+        model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
+    )
 
 
 def _refuse_run_options(config: TrainConfig) -> None:

@@ -94,13 +94,16 @@ _int = _number(int)
 _float = _number(float)
 
 
+STEPS_PER_EXECUTION_WORDS: tuple[str, ...] = ("auto", "epoch")
+
+
 def _steps_per_execution(text: str) -> int | str:
-    if text == "epoch":
+    if text in STEPS_PER_EXECUTION_WORDS:
         return text
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"expected a whole number or 'epoch', got {text!r}") from None
+        raise ValueError(f"expected a whole number, 'auto' or 'epoch', got {text!r}") from None
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -325,11 +328,12 @@ class TrainConfig:
         jit_compile: Compile the step functions with XLA. One explicit value for all methods,
             since Keras's ``"auto"`` would turn XLA on for ``fit`` on a GPU but not for a
             hand-written loop.
-        steps_per_execution: Training steps run per call between batch hooks (``fit``'s
-            ``steps_per_execution``; the GradientTape loop runs them in one graph, the
-            ``train_on_batch`` method still calls once per batch). An integer that divides the
-            steps of an epoch, or ``"epoch"`` for whole epochs (see
-            :func:`resolve_steps_per_execution`). Progress and Ctrl-C act between executions.
+        steps_per_execution: Steps run per call between batch hooks, in training and
+            validation (``fit``'s ``steps_per_execution``; the GradientTape loop runs them in one
+            graph, the ``train_on_batch`` method still calls once per batch): a whole number (an
+            epoch's last call runs the steps that remain), ``"epoch"`` for whole epochs, or
+            ``"auto"``, the backend's choice (see :func:`resolve_steps_per_execution`). Progress
+            and Ctrl-C act between executions.
         xla_optimizer: Run the optimizer's update as one XLA-compiled function (the forward and
             backward passes stay on TensorFlow's kernels); same formula, different rounding.
         dense_gradients: On TensorFlow, densify the embedding's sparse gradient before Nadam
@@ -431,22 +435,24 @@ class TrainConfig:
         help="compile the training steps with XLA (every method alike)",
     )
     steps_per_execution: int | str = option(
-        1,
+        "auto",
         flag="--steps-per-execution",
         parse=_steps_per_execution,
-        metavar="N|epoch",
+        metavar="N|auto|epoch",
         group="speed",
-        help="run N training steps per call, as fit's steps_per_execution (the GradientTape "
-        "loop runs them in one graph; train_on_batch still calls once per batch): less Python "
-        "per step, but progress, batch callbacks and Ctrl-C act every N steps. N must divide "
-        "the steps of an epoch; 'epoch' = whole epochs (default: {default})",
+        help="run N steps per call, training and validation, as fit's steps_per_execution (the "
+        "GradientTape loop runs them in one graph; train_on_batch still calls once per batch): "
+        "less Python per step, but progress, batch callbacks and Ctrl-C act every N steps; an "
+        "epoch's last call runs what remains. 'epoch' = whole epochs; 'auto' = the backend's "
+        "choice, a few calls a second (default: {default}; 1 turns it off)",
     )
     xla_optimizer: bool = option(
         False,
         flag="--xla-optimizer",
         group="speed",
         help="run Nadam's update as one XLA-compiled function instead of ~175 small ops per "
-        "step (every method alike; the model's own ops stay on TensorFlow's kernels)",
+        "step (every method alike; the model's own ops stay on TensorFlow's kernels; not "
+        "faster than the default thread pools on 2 cores)",
     )
     dense_gradients: bool = option(
         False,
@@ -479,9 +485,12 @@ class TrainConfig:
                 _check_code_ref(key, getattr(self, key))
         check_steps_method(self.method, step=self.step, test_step=self.test_step)
         spe = self.steps_per_execution
-        if spe != "epoch" and not (isinstance(spe, int) and not isinstance(spe, bool) and spe > 0):
+        if spe not in STEPS_PER_EXECUTION_WORDS and not (
+            isinstance(spe, int) and not isinstance(spe, bool) and spe > 0
+        ):
             raise ConfigError(
-                f"steps_per_execution must be a positive whole number or 'epoch', got {spe!r}",
+                "steps_per_execution must be a positive whole number, 'auto' or 'epoch', got "
+                f"{spe!r}",
                 keys=("steps_per_execution",),
             )
         for key in ("epochs", "batch_size", "learning_rate", "lr_halve_at", "patience"):
@@ -507,8 +516,9 @@ class DeviceConfig:
             memory growth.
         cpu: Hide every GPU and train on the CPU.
         intra_op_threads: Threads one TensorFlow op may use; 0 lets TensorFlow choose (all
-            cores).
-        inter_op_threads: TensorFlow ops that may run at once; 0 lets TensorFlow choose.
+            cores); ``None`` (auto) is 1 on a 2-core machine, where that is faster, else 0.
+        inter_op_threads: TensorFlow ops that may run at once; 0 lets TensorFlow choose;
+            ``None`` (auto) is 2 on a 2-core machine, else 0.
         backend: The Keras backend (``tensorflow``, ``jax``, ``torch``); ``None`` until a run
             resolves it (``$KERAS_BACKEND``, else ``tensorflow``) and records it.
         strategy: ``default`` (one device), ``mirrored`` (``tf.distribute.MirroredStrategy``
@@ -539,23 +549,23 @@ class DeviceConfig:
         help="cap the GPU's memory at MB instead of memory growth",
     )
     cpu: bool = option(False, flag="--cpu", group="devices", resumable=True, help="hide all GPUs")
-    intra_op_threads: int = option(
-        0,
+    intra_op_threads: int | None = option(
         flag="--intra-op-threads",
         parse=_int,
         metavar="N",
         group="devices",
         resumable=True,
-        help="threads one TensorFlow op may use (default: {default} = TensorFlow's choice)",
+        help="threads one TensorFlow op may use; 0 = TensorFlow's choice (default: auto = 1 on "
+        "a 2-core machine, where it is faster, else 0)",
     )
-    inter_op_threads: int = option(
-        0,
+    inter_op_threads: int | None = option(
         flag="--inter-op-threads",
         parse=_int,
         metavar="N",
         group="devices",
         resumable=True,
-        help="TensorFlow ops that may run at once (default: {default} = TensorFlow's choice)",
+        help="TensorFlow ops that may run at once; 0 = TensorFlow's choice (default: auto = 2 "
+        "on a 2-core machine, else 0)",
     )
     backend: str | None = option(
         flag="--backend",
@@ -620,8 +630,9 @@ class DeviceConfig:
         if self.gpu is not None and (not isinstance(self.gpu, int) or self.gpu < 0):
             raise ConfigError(f"gpu must be a GPU index >= 0, got {self.gpu!r}", keys=("gpu",))
         _positive("gpu_memory_limit", self.gpu_memory_limit)
-        _at_least_zero("intra_op_threads", self.intra_op_threads)
-        _at_least_zero("inter_op_threads", self.inter_op_threads)
+        for key in ("intra_op_threads", "inter_op_threads"):
+            if getattr(self, key) is not None:  # None: auto
+                _at_least_zero(key, getattr(self, key))
         if self.cpu and (self.gpu is not None or self.gpu_memory_limit is not None):
             raise ConfigError(
                 "cpu hides all GPUs: drop gpu / gpu_memory_limit, or cpu",
@@ -832,25 +843,46 @@ def apply_options(base: RunConfig, given: Mapping[str, Any]) -> RunConfig:
     return base.with_values(values) if values else base
 
 
-def resolve_steps_per_execution(value: int | str, steps_per_epoch: int) -> int:
-    """The steps per execution that ``value`` (a number or ``"epoch"``) means for an epoch.
+def resolve_steps_per_execution(
+    value: int | str, steps_per_epoch: int | None, *, stream: bool = False, auto: int = 1
+) -> int:
+    """The steps per execution that ``value`` (a number, ``"auto"`` or ``"epoch"``) means.
 
-    Executions run whole: with 281 steps per epoch and 32 per execution, ``fit``'s last execution
-    would take 7 batches of the next epoch. So the value must divide the epoch, for every method
-    alike.
+    On data that is one epoch per pass, an epoch's last execution runs the steps that remain
+    (the pass ends there), so any number works; more than an epoch is an epoch. An endless
+    stream cannot end an execution early: ``fit``'s would take the next epoch's batches, so
+    there the value must divide the epoch (``"auto"`` takes the largest divisor up to ``auto``).
+
+    Args:
+        value: The setting.
+        steps_per_epoch: Steps per epoch, ``None`` if the data does not say.
+        stream: Whether the data is an endless stream of epochs.
+        auto: What ``"auto"`` means (the backend's choice).
 
     Raises:
-        ConfigError: ``value`` does not divide ``steps_per_epoch``; the message lists the values
-            that do.
+        ConfigError: ``"epoch"`` without ``steps_per_epoch``, or a stream's ``value`` that does
+            not divide ``steps_per_epoch`` (the message lists the values that do).
     """
-    resolved = steps_per_epoch if value == "epoch" else int(value)
-    if steps_per_epoch % resolved == 0:
+    if value == "epoch" and steps_per_epoch is None:
+        raise ConfigError(
+            "steps_per_execution 'epoch' needs a dataset that knows its epoch: pass "
+            "steps_per_epoch, or a number",
+            keys=("steps_per_execution",),
+        )
+    resolved = {"epoch": steps_per_epoch, "auto": auto}.get(value, value)  # type: ignore[arg-type]
+    if steps_per_epoch is None:
+        return int(resolved)
+    resolved = min(int(resolved), steps_per_epoch)
+    if value == "auto" and stream:  # the largest that divides the epoch, at worst 1
+        resolved = max(d for d in range(1, resolved + 1) if steps_per_epoch % d == 0)
+    if not stream or steps_per_epoch % resolved == 0:
         return resolved
     choices = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
     if len(choices) > 12:
         choices = [*choices[:11], steps_per_epoch]
     raise ConfigError(
-        f"steps_per_execution {value} does not divide the {steps_per_epoch} steps of an epoch: "
-        f"choose one of {', '.join(map(str, choices))} or 'epoch'",
+        f"steps_per_execution {value} does not divide the {steps_per_epoch} steps of an epoch of "
+        f"this endless stream: choose one of {', '.join(map(str, choices))} or 'epoch', or give "
+        "data with one epoch per pass",
         keys=("steps_per_execution",),
     )

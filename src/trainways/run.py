@@ -76,18 +76,14 @@ def check(config: RunConfig, reuters: Any) -> None:
     Raises:
         DataError: The data is not the Keras Reuters dataset and ``allow_other_data`` (or
             ``$TRAINWAYS_ALLOW_OTHER_DATA``) does not say that is intended.
-        ConfigError: ``steps_per_execution`` does not fit the epoch.
     """
-    from trainways.config import resolve_steps_per_execution
-    from trainways.data import check_identity, steps_per_epoch
+    from trainways.data import check_identity
 
     check_identity(
         reuters.fingerprint,
         config.data.source or reuters.source,
         allow_other=config.data.allow_other_data,
     )
-    steps = steps_per_epoch(len(reuters.y_train), config.train.batch_size)
-    resolve_steps_per_execution(config.train.steps_per_execution, steps)
 
 
 def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
@@ -241,10 +237,9 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     Args:
         config: The run's configuration (``train.seed`` set).
         reuters: The loaded data.
-        first_epoch: Epoch to start at (a resumed run's next epoch); the training stream starts
-            with that epoch's shuffle.
+        first_epoch: Epoch to start at (a resumed run's next epoch).
     """
-    from trainways.data import NumpyBatches, make_dataset, pad, steps_per_epoch
+    from trainways.data import EpochClock, NumpyBatches, make_dataset, pad, steps_per_epoch
     from trainways.model import build_loss, build_metrics, build_model, build_optimizer
 
     model = build_model(
@@ -257,17 +252,22 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     batch = config.train.batch_size
     x_train = pad(reuters.x_train, config.data.max_len)
     x_test = pad(reuters.x_test, config.data.max_len)
-    stream = {"batch_size": batch, "shuffle": True, "seed": config.train.seed}
+    # One pass per epoch, the epoch the trainer sets on the clock: an execution of several
+    # steps then ends where the epoch does, whatever their number.
+    clock = EpochClock(first_epoch)
+    passes = {"batch_size": batch, "shuffle": True, "seed": config.train.seed, "clock": clock}
     steps = steps_per_epoch(len(x_train), batch)
     data = TrainData(
-        make_dataset(x_train, reuters.y_train, first_epoch=first_epoch, **stream),
+        make_dataset(x_train, reuters.y_train, **passes),
         make_dataset(x_test, reuters.y_test, batch_size=batch, shuffle=False),
         steps,
         numpy=TrainData(
-            NumpyBatches(x_train, reuters.y_train, first_epoch=first_epoch, **stream),
+            NumpyBatches(x_train, reuters.y_train, **passes),
             NumpyBatches(x_test, reuters.y_test, batch_size=batch, shuffle=False),
             steps,
+            clock=clock,
         ),
+        clock=clock,
     )
     spec = TrainSpec(
         epochs=config.train.epochs,

@@ -23,6 +23,8 @@ for the backend's module, and each module offers the same names:
                            (a module that imports neither Keras nor the backend's package)
 =========================  =========================================================================
 
+and ``auto_steps_per_execution(model)``, what ``--steps-per-execution auto`` means there.
+
 Adding a backend adds a sibling folder with these names. Each keeps its ``__init__`` free of Keras
 and of its framework (:func:`load_lazily`), so that :func:`select` can import its ``environment``
 first: PyTorch and JAX read their device settings when they are imported.

@@ -17,7 +17,7 @@ The package, one job a module (each module's docstring states the quirks it repl
 * :mod:`trainways.data.loading`: the conventions of ``keras.datasets.reuters.load_data``:
   :func:`load_reuters` and the :class:`Reuters` it returns, option checks, where the data comes
   from; :func:`pad` and :func:`describe`.
-* :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`,
+* :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`, :class:`EpochClock`,
   :func:`steps_per_epoch`, :func:`make_dataset`, and :class:`NumpyBatches`, the same batches
   without TensorFlow.
 
@@ -51,7 +51,13 @@ from trainways.data.loading import (
     load_reuters,
     pad,
 )
-from trainways.data.pipeline import NumpyBatches, epoch_order, make_dataset, steps_per_epoch
+from trainways.data.pipeline import (
+    EpochClock,
+    NumpyBatches,
+    epoch_order,
+    make_dataset,
+    steps_per_epoch,
+)
 from trainways.data.sgml import FILTERS, MIN_WIRES_PER_TOPIC, Corpus, build_from_sgml, tokenize
 
 __all__ = [
@@ -70,6 +76,7 @@ __all__ = [
     "START_ID",
     "Corpus",
     "DataError",
+    "EpochClock",
     "Fingerprint",
     "NumpyBatches",
     "Reuters",

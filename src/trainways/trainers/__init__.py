@@ -24,7 +24,7 @@ from trainways.config import (
     check_steps_method,
     resolve_steps_per_execution,
 )
-from trainways.trainers.base import TrainData, TrainSpec, compile_model, drive
+from trainways.trainers.base import TrainData, TrainSpec, compile_model, drive, steps_of
 
 TrainFn = Callable[
     [keras.Model, TrainData, TrainSpec, Iterable[keras.callbacks.Callback] | None],
@@ -56,20 +56,18 @@ def prepare(model: keras.Model, data: TrainData, spec: TrainSpec) -> Setup:
     """The one setup every method runs before its first epoch.
 
     Raises:
-        ConfigError: ``spec.steps_per_execution`` does not fit the data.
+        ConfigError: ``spec.steps_per_execution`` does not fit the data, or the backend refuses
+            a setting.
     """
     from trainways.backends import current
 
-    steps = spec.steps_per_execution
-    if data.steps_per_epoch is not None:
-        steps = resolve_steps_per_execution(steps, data.steps_per_epoch)
-    elif steps == "epoch":
-        raise ConfigError(
-            "steps_per_execution 'epoch' needs a dataset that knows its epoch: pass "
-            "steps_per_epoch, or a number",
-            keys=("steps_per_execution",),
-        )
     backend = current()
+    steps = resolve_steps_per_execution(
+        spec.steps_per_execution,
+        data.steps_per_epoch or steps_of(data.train),
+        stream=data.stream,
+        auto=backend.auto_steps_per_execution(model),
+    )
     backend.check_training(spec.jit_compile, steps)
     spec = dataclasses.replace(
         spec, steps_per_execution=steps, jit_compile=backend.jit_compile(spec.jit_compile)

@@ -13,6 +13,7 @@ so ``EarlyStopping`` and friends halt every method the same way.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,8 +36,9 @@ class TrainSpec:
         jit_compile: Compile the steps with XLA (one setting for every method).
         initial_epoch: Epoch to start from, as ``fit``'s ``initial_epoch``.
         steps_per_execution: Steps run per call between batch hooks, as ``fit``'s
-            ``steps_per_execution``: a whole number that divides the steps of an epoch, or
-            ``"epoch"``; :func:`trainways.trainers.prepare` resolves it against the data.
+            ``steps_per_execution``: a whole number, ``"auto"`` or ``"epoch"``;
+            :func:`trainways.trainers.prepare` resolves it against the data (1 here, as in
+            ``Model.compile``; a run's configuration defaults to ``"auto"``).
         train_step: The user's step function ``step(model, x, y) -> logs``
             (:mod:`trainways.steps`), run by the ``loop`` method instead of its built-in step.
         test_step: The user's validation step, same contract; ``None`` validates with the
@@ -59,21 +61,24 @@ class TrainData:
     """Batched ``(x, y)`` datasets.
 
     Attributes:
-        train: Training batches: with ``steps_per_epoch`` an endless stream whose epochs follow
-            one another (as :func:`trainways.data.make_dataset` builds it), else one epoch per
-            pass.
+        train: Training batches: one epoch per pass (the ``clock``'s epoch, when it has one), or
+            with ``steps_per_epoch`` and no clock an endless stream whose epochs follow one
+            another (as :func:`trainways.data.make_dataset` builds either).
         validation: Validation batches in a fixed order, one pass per evaluation, or ``None``.
-        steps_per_epoch: Batches per epoch of a stream; ``None`` for a one-pass-per-epoch
-            dataset.
+        steps_per_epoch: Batches per epoch: what each epoch takes from a stream, or the length
+            of a clocked pass; ``None`` for a pass that says its own length (or does not know).
         numpy: The same batches as :class:`trainways.data.NumpyBatches`, or ``None``: the JAX
             and PyTorch backends feed their hand-driven steps from them, with no TensorFlow on
             the hot path (``fit`` always takes the datasets).
+        clock: The :class:`trainways.data.EpochClock` that ``train`` (and ``numpy.train``)
+            follow: every method sets it to the epoch it is about to open.
     """
 
     train: Any  # tf.data.Dataset; typed loosely so this module never needs TensorFlow.
     validation: Any | None = None
     steps_per_epoch: int | None = None
     numpy: TrainData | None = None
+    clock: Any | None = None
 
     def __post_init__(self) -> None:
         cardinality = getattr(self.train, "cardinality", None)
@@ -84,14 +89,26 @@ class TrainData:
                 "shuffle=True): pass steps_per_epoch=trainways.data.steps_per_epoch(n, batch_size)"
             )
 
-    def epochs(self) -> Iterator[Iterator[tuple[Any, Any]]]:
-        """Yield, per epoch, the iterator to draw that epoch's batches from.
+    @property
+    def stream(self) -> bool:
+        """Whether ``train`` is an endless stream of epochs (each takes ``steps_per_epoch``)."""
+        return self.steps_per_epoch is not None and self.clock is None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the clock, if any, that epoch ``epoch`` is the next pass."""
+        if self.clock is not None:
+            self.clock.set_epoch(epoch)
+
+    def epochs(self, first: int = 0) -> Iterator[Iterator[tuple[Any, Any]]]:
+        """Yield, per epoch from ``first`` on, the iterator to draw that epoch's batches from.
 
         For a stream it is the same iterator every epoch (each epoch takes ``steps_per_epoch``
-        batches from it); otherwise a fresh pass over ``train``.
+        batches from it); otherwise a fresh pass over ``train``, of that epoch when there is a
+        clock (set when the epoch's iterator is asked for, not before).
         """
-        if self.steps_per_epoch is None:
-            while True:
+        if not self.stream:
+            for epoch in itertools.count(first):
+                self.set_epoch(epoch)
                 yield iter(self.train)
         stream = iter(self.train)
         while True:
@@ -262,7 +279,7 @@ def drive(
     model.stop_training = False
     callback_list.on_train_begin()
     training_logs = None
-    epochs = data.epochs()
+    epochs = data.epochs(spec.initial_epoch)
     for epoch in range(spec.initial_epoch, spec.epochs):
         stepper.reset()
         callback_list.on_epoch_begin(epoch)

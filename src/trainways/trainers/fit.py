@@ -20,13 +20,16 @@ def run(
         The History of per-epoch logs.
     """
     data, spec = setup.data, setup.spec
+    # Keras opens a pass per epoch after the epoch-begin hooks: the clock must say which first.
+    clock = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: data.set_epoch(epoch))
     return setup.model.fit(
         data.train,
         validation_data=data.validation,
         epochs=spec.epochs,
         initial_epoch=spec.initial_epoch,
-        steps_per_epoch=data.steps_per_epoch,
-        callbacks=list(callbacks or []),
+        # Only for a stream: a pass that ends lets Keras end an epoch's last execution early.
+        steps_per_epoch=data.steps_per_epoch if data.stream else None,
+        callbacks=[clock, *(callbacks or [])],
         shuffle=False,  # The dataset reshuffles itself each epoch; Keras must not try to.
         verbose=0,  # Progress and epoch lines come from trainways' own callbacks, in every method.
     )

@@ -67,12 +67,19 @@ def jit_compile(requested: bool) -> bool:
 STEP_ARGUMENTS = ("model", "state", "x", "y")
 
 
+def auto_steps_per_execution(model: Any) -> int:
+    """What ``--steps-per-execution auto`` runs: 16 steps per call, as on TensorFlow (``fit``'s
+    multi-step program; the ``loop`` method's Python loop over its jitted step)."""
+    return 16
+
+
 __all__ = [
     "STEP_ARGUMENTS",
     "DenseNadam",
     "LoopStepper",
     "Placement",
     "XlaNadam",
+    "auto_steps_per_execution",
     "check_training",
     "compile_step",
     "devices",

@@ -3,6 +3,8 @@ devices and strategies. See :mod:`trainways.backends` for the names every backen
 
 from __future__ import annotations
 
+from typing import Any
+
 from trainways.backends import load_lazily
 from trainways.backends.tensorflow import devices, environment
 
@@ -42,12 +44,24 @@ def jit_compile(requested: bool) -> bool:
 STEP_ARGUMENTS = ("model", "x", "y")
 
 
+def auto_steps_per_execution(model: Any) -> int:
+    """What ``--steps-per-execution auto`` runs: 16 steps per call — as fast as 8, 32 or a whole
+    epoch per call on a 2-core CPU, with the tutorial model's progress bar moving several times a
+    second (benchmarks/RESULTS.md, issue 14) — and 1 across workers, where Keras 3 cannot run
+    several (:func:`trainways.backends.tensorflow.distribute.prepare`)."""
+    import tensorflow as tf
+
+    spans_workers = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    return 1 if spans_workers else 16
+
+
 __all__ = [
     "STEP_ARGUMENTS",
     "DenseNadam",
     "LoopStepper",
     "Placement",
     "XlaNadam",
+    "auto_steps_per_execution",
     "check_training",
     "compile_step",
     "devices",

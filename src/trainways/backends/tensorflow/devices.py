@@ -92,24 +92,50 @@ def apply_plan(plan: DevicePlan, tf_config: Any) -> None:
         ) from None
 
 
+def auto_threads(cores: int) -> tuple[int, int]:
+    """The thread pools ``auto`` picks for ``cores`` usable cores: ``(intra-op, inter-op)``,
+    ``0`` for TensorFlow's choice.
+
+    On 2 cores, one thread per op and two ops at a time beat TensorFlow's choice (every op split
+    over both cores) for every method (benchmarks/RESULTS.md, issue 14): the tutorial model's ops
+    are too small to split. Other core counts were not measured, so they keep TensorFlow's choice.
+    """
+    return (1, 2) if cores == 2 else (0, 0)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def apply_threads(config: DeviceConfig, tf_config: Any) -> str:
     """Set TensorFlow's intra-/inter-op thread pools; returns a note for the device line.
 
+    A pool left to ``auto`` (``None``) takes :func:`auto_threads`' choice, unless TensorFlow has
+    started already (a second run in one process), where it keeps the pools it has.
+
     Raises:
-        ConfigError: TensorFlow had already created its thread pools.
+        ConfigError: A pool was set explicitly but TensorFlow had already created its pools.
     """
+    auto = auto_threads(_usable_cores())
     notes = []
-    try:
-        if config.intra_op_threads:
-            tf_config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
-            notes.append(f"{config.intra_op_threads} intra-op")
-        if config.inter_op_threads:
-            tf_config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
-            notes.append(f"{config.inter_op_threads} inter-op")
-    except RuntimeError as error:
-        raise ConfigError(
-            f"cannot set thread pools ({error}): set them before TensorFlow runs anything"
-        ) from None
+    pools = {"intra": config.intra_op_threads, "inter": config.inter_op_threads}
+    for (kind, given), chosen in zip(pools.items(), auto, strict=True):
+        threads = chosen if given is None else given
+        if not threads:
+            continue
+        setter = getattr(tf_config.threading, f"set_{kind}_op_parallelism_threads")
+        try:
+            setter(threads)
+        except RuntimeError as error:
+            if given is None:
+                continue
+            raise ConfigError(
+                f"cannot set thread pools ({error}): set them before TensorFlow runs anything"
+            ) from None
+        notes.append(f"{threads} {kind}-op" + (" (auto)" if given is None else ""))
     return f", threads: {' / '.join(notes)}" if notes else ""
 
 

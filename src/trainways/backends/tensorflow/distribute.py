@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from trainways.config import ConfigError
 from trainways.trainers.base import TrainData, build_compiled
 
 
@@ -86,8 +87,17 @@ def prepare(model: keras.Model, data: TrainData) -> Placement:
         Where its steps run.
     """
     strategy = strategy_of(model)
+    spans_workers = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if spans_workers and model.steps_per_execution > 1:
+        # Keras's multi-step graph branches around a merge call, which fails across workers
+        # ("You must feed a value for placeholder tensor", keras-team/keras#19246).
+        raise ConfigError(
+            f"steps_per_execution {model.steps_per_execution} across workers: Keras 3 runs one "
+            "step per call under multiworker; use 1 (auto does)",
+            keys=("steps_per_execution",),
+        )
     build_for_training(model, data.train.element_spec, strategy)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if spans_workers:
         _work_around_keras_multiworker(model)
     return Placement(strategy)
 

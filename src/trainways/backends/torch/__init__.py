@@ -67,7 +67,7 @@ def check_training(jit_compile: bool, steps_per_execution: int | str) -> None:
             "backend tensorflow or jax",
             keys=("jit_compile",),
         )
-    if steps_per_execution != 1:
+    if steps_per_execution not in (1, "auto"):
         raise ConfigError(
             f"steps_per_execution {steps_per_execution}: Keras runs one step per call on "
             "PyTorch; drop steps_per_execution, or use backend tensorflow or jax",
@@ -85,12 +85,18 @@ def jit_compile(requested: bool) -> bool:
 STEP_ARGUMENTS = ("model", "x", "y")
 
 
+def auto_steps_per_execution(model: Any) -> int:
+    """What ``--steps-per-execution auto`` runs: 1, the only value Keras's PyTorch trainer runs."""
+    return 1
+
+
 __all__ = [
     "STEP_ARGUMENTS",
     "DenseNadam",
     "LoopStepper",
     "Placement",
     "XlaNadam",
+    "auto_steps_per_execution",
     "check_training",
     "compile_step",
     "devices",
