@@ -451,8 +451,8 @@ class TrainConfig:
         flag="--xla-optimizer",
         group="speed",
         help="run Nadam's update as one XLA-compiled function instead of ~175 small ops per "
-        "step (every method alike; the model's own ops stay on TensorFlow's kernels; not "
-        "faster than the default thread pools on 2 cores)",
+        "step (every method alike; the model's own ops stay on TensorFlow's kernels; not shown "
+        "faster than the defaults on 2 cores)",
     )
     dense_gradients: bool = option(
         False,
@@ -869,7 +869,7 @@ def resolve_steps_per_execution(
             "steps_per_epoch, or a number",
             keys=("steps_per_execution",),
         )
-    resolved = {"epoch": steps_per_epoch, "auto": auto}.get(value, value)  # type: ignore[arg-type]
+    resolved = auto if value == "auto" else steps_per_epoch if value == "epoch" else value
     if steps_per_epoch is None:
         return int(resolved)
     resolved = min(int(resolved), steps_per_epoch)

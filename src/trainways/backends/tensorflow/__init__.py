@@ -45,8 +45,8 @@ STEP_ARGUMENTS = ("model", "x", "y")
 
 
 def auto_steps_per_execution(model: Any) -> int:
-    """What ``--steps-per-execution auto`` runs: 16 steps per call — as fast as 8, 32 or a whole
-    epoch per call on a 2-core CPU, with the tutorial model's progress bar moving several times a
+    """What ``--steps-per-execution auto`` runs: 16 steps per call — as fast as 8 or a whole epoch
+    per call on a 2-core CPU, with the tutorial model's progress bar moving several times a
     second (benchmarks/RESULTS.md, issue 14) — and 1 across workers, where Keras 3 cannot run
     several (:func:`trainways.backends.tensorflow.distribute.prepare`)."""
     import tensorflow as tf

@@ -97,8 +97,8 @@ def auto_threads(cores: int) -> tuple[int, int]:
     ``0`` for TensorFlow's choice.
 
     On 2 cores, one thread per op and two ops at a time beat TensorFlow's choice (every op split
-    over both cores) for every method (benchmarks/RESULTS.md, issue 14): the tutorial model's ops
-    are too small to split. Other core counts were not measured, so they keep TensorFlow's choice.
+    over both cores) for every method in screening runs (benchmarks/RESULTS.md, issue 14): the
+    tutorial model's ops are small. Other core counts were not measured: TensorFlow's choice.
     """
     return (1, 2) if cores == 2 else (0, 0)
 
