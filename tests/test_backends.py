@@ -84,10 +84,10 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
                 )
             )
         if backend == "jax":  # PyTorch runs one step per call
-            # 4 steps per epoch as calls of 3 + 1: the last call of an epoch runs what remains.
-            unbroken["fit_by_3"] = children.spawn(
-                *train_args(corpus, root / "fit_by_3", "fit", EPOCHS, *options(backend)),
-                *("--steps-per-execution", "3"),
+            # 6 steps per epoch as calls of 4 + 2: the last call of an epoch runs what remains.
+            unbroken["fit_by_4"] = children.spawn(
+                *train_args(corpus, root / "fit_by_4", "fit", EPOCHS, *options(backend)),
+                *("--steps-per-execution", "4"),
             )
         unbroken["own_loop"] = children.spawn(
             *("--data", str(corpus), "--epochs", str(EPOCHS), "--seed", "5", "--max-len", "60"),
@@ -96,8 +96,9 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
             env={"KERAS_BACKEND": backend},
         )
         marker = root / "killed.paused"
-        # JAX: calls of 3 + 1 steps, so that the pause at batch 3 falls inside epoch 2.
-        split = ("--steps-per-execution", "3") if backend == "jax" else ()
+        # JAX: calls of 4 + 2 steps, so that the pause (at the call from batch 4) falls inside
+        # epoch 2 and the resumed epoch ends with the short call.
+        split = ("--steps-per-execution", "4") if backend == "jax" else ()
         killed = children.spawn(
             *train_args(corpus, root / "killed", "loop", EPOCHS, *options(backend), *split),
             pause_at="2:3",
@@ -139,10 +140,10 @@ def test_the_three_methods_agree_on_the_backend_after_one_epoch(runs):
 
 
 def test_calls_of_several_steps_that_split_an_epoch_train_as_whole_epoch_calls(runs):
-    if "fit_by_3" not in runs:
+    if "fit_by_4" not in runs:
         pytest.skip(f"{runs['backend']} runs one step per call")
-    assert len(read_history(runs["fit_by_3"])) == EPOCHS
-    assert largest_difference(load_weights(runs["fit_by_3"]), load_weights(runs["fit"])) <= 1e-5
+    assert len(read_history(runs["fit_by_4"])) == EPOCHS
+    assert largest_difference(load_weights(runs["fit_by_4"]), load_weights(runs["fit"])) <= 1e-5
 
 
 def test_the_backends_example_step_trains_as_the_built_in_loop(runs):
