@@ -259,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_last_option(export)
     _add_verbose_option(export)
 
+    baseline = commands.add_parser(
+        "baseline", help="the bar to beat: TF-IDF + LinearSVC on the same split, scored"
+    )
+    _add_config_options(baseline, groups=("data",))
+    baseline.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON"
+    )
+
     data = commands.add_parser("data", help="the Reuters data")
     data_commands = data.add_subparsers(
         dest="data_command", required=True, parser_class=_Parser, metavar="COMMAND"
@@ -529,6 +537,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """``trainways baseline``: TF-IDF + LinearSVC fitted on the training split, scored on the test
+    split, on the inputs the models get."""
+    from trainways import run
+    from trainways.baseline import tfidf_svm
+
+    config = config_from_args(args)
+    reuters = run.load_data(config.data)
+    run.check(config, reuters)  # the data a run would take, refused as a run refuses it
+    if args.json is not None:
+        _require_writable(args.json)
+    result = tfidf_svm(reuters, max_len=config.data.max_len)
+    figures = result.to_dict()
+    print(
+        f"{figures['model']}: accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f} on "
+        f"{result.test_wires:,} test wires; fitted on {result.train_wires:,} in "
+        f"{result.fit_seconds:.1f} s"
+    )
+    if args.json is not None:
+        rundir.write_json(args.json, {"data": str(reuters.source), **figures})
+        print(f"written: {args.json}")
+    return 0
+
+
 def cmd_data_info(args: argparse.Namespace) -> int:
     """``trainways data info``: where the data comes from and its statistics."""
     # The data package alone: info answers without importing TensorFlow.
@@ -669,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": cmd_export,
         "compare": cmd_compare,
         "data": cmd_data_info,
+        "baseline": cmd_baseline,
     }
     try:
         return handlers[args.command](args)
