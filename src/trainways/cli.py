@@ -540,15 +540,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     """``trainways baseline``: TF-IDF + LinearSVC fitted on the training split, scored on the test
     split, on the inputs the models get."""
-    from trainways import run
     from trainways.baseline import tfidf_svm
 
-    config = config_from_args(args)
-    reuters = run.load_data(config.data)
-    run.check(config, reuters)  # the data a run would take, refused as a run refuses it
+    config, reuters = _checked_data(args)
     if args.json is not None:
         _require_writable(args.json)
-    result = tfidf_svm(reuters, max_len=config.data.max_len)
+    result = tfidf_svm(reuters, max_len=config.max_len)
     figures = result.to_dict()
     print(
         f"{figures['model']}: accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f} on "
@@ -561,18 +558,29 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data_info(args: argparse.Namespace) -> int:
-    """``trainways data info``: where the data comes from and its statistics."""
-    # The data package alone: info answers without importing TensorFlow.
-    from trainways.data import Fingerprint, check_identity, describe, load_reuters
+# Commands that never start Keras (nor TensorFlow): no backend to choose, answers at once.
+_KERAS_FREE_COMMANDS = ("data", "baseline")
 
-    given = {k.partition(".")[2]: v for k, v in _given_options(args).items()}
-    config = DataConfig(**given)
+
+def _checked_data(args: argparse.Namespace) -> tuple[DataConfig, Any]:
+    """The data options given, and the data they load, refused as ``train`` refuses it (data
+    that is not Keras's without ``--allow-other-data``). The data package alone: no TensorFlow."""
+    from trainways.data import check_identity, load_reuters
+
+    config = DataConfig(**{k.partition(".")[2]: v for k, v in _given_options(args).items()})
     reuters = load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
-    # Refused like train refuses it, so that info never shows data a run would not take.
     check_identity(
         reuters.fingerprint, config.source or reuters.source, allow_other=config.allow_other_data
     )
+    return config, reuters
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    """``trainways data info``: where the data comes from and its statistics."""
+    from trainways.data import Fingerprint, describe
+
+    # Refused like train refuses it, so that info never shows data a run would not take.
+    _, reuters = _checked_data(args)
     stats = describe(reuters)
     print(f"source:      {stats['source']}")
     print(f"wires:       {stats['wires']:,} ({stats['train']:,} train / {stats['test']:,} test)")
@@ -682,7 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return int(stop.code or 0)
     prog = f"trainways {args.command}" + (" info" if args.command == "data" else "")
-    if args.command != "data":
+    keras_free = args.command in _KERAS_FREE_COMMANDS
+    if not keras_free:
         try:
             from trainways.backends import select
 
@@ -691,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as error:
             print(f"{prog}: error: {_config_error(error)}", file=sys.stderr)
             return EXIT_USAGE
-    if args.command != "data" and not getattr(args, "verbose", False):
+    if not keras_free and not getattr(args, "verbose", False):
         _start_backend_quietly()
     handlers = {
         "train": cmd_train,

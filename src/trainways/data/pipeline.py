@@ -98,9 +98,7 @@ class NumpyBatches:
         self._seed = seed
         self._first_epoch = first_epoch
         self._clock = clock if shuffle else None
-        self._steps = (
-            len(self._x) // batch_size if drop_remainder else -(-len(self._x) // batch_size)
-        )
+        self._steps = steps_per_epoch(len(self._x), batch_size, drop_remainder=drop_remainder)
 
     def cardinality(self) -> int:
         """Batches per pass; ``-1`` (``tf.data``'s infinite) for the endless shuffled stream."""
