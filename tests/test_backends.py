@@ -7,7 +7,8 @@ each method trains and records its backend; the three agree after one epoch; the
 model's own train_step as fit does (level 1); the backend's example step (level 2) and its own-loop
 example (level 3) give the built-in loop's weights; a run stopped by
 SIGKILL in epoch 2 resumes — on that backend, because the run recorded it — to exactly the unbroken
-run; the model a backend saved evaluates, predicts and exports here, on TensorFlow. Refusals
+run; the model a backend saved evaluates, predicts and exports here, on TensorFlow; the
+``tfidf_mlp`` preset with dropout and every regulariser trains alike in fit and loop. Refusals
 and device planning: test_backend_choice.py; backends side by side: test_backend_agreement.py.
 """
 
@@ -53,6 +54,12 @@ BACKENDS = [
 ]
 
 
+TFIDF = (
+    "--model", "tfidf_mlp", "--validation-split", "0.2", "--loss", "hinge",
+    "--weight-decay", "0.01",
+)  # fmt: skip
+
+
 def options(backend: str) -> tuple[str, ...]:
     return ("--max-len", "60", "--backend", backend)
 
@@ -81,6 +88,13 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
             unbroken[f"clipped_{method}"] = children.spawn(
                 *train_args(
                     corpus, root / f"clipped_{method}", method, 1, *options(backend), *clipped
+                )
+            )
+        # A preset with its in-model encoding, dropout and every regulariser, by two methods.
+        for method in ("fit", "loop"):
+            unbroken[f"tfidf_{method}"] = children.spawn(
+                *train_args(
+                    corpus, root / f"tfidf_{method}", method, 2, *options(backend), *TFIDF
                 )
             )
         if backend == "jax":  # PyTorch runs one step per call
@@ -137,6 +151,17 @@ def test_the_three_methods_agree_on_the_backend_after_one_epoch(runs):
     for method in ("batch", "loop"):
         for ours, theirs in zip(histories[method], histories["fit"], strict=True):
             assert abs(float(ours["val_accuracy"]) - float(theirs["val_accuracy"])) <= 0.005
+
+
+def test_a_preset_with_dropout_trains_alike_in_fit_and_loop_and_serves_on_tensorflow(runs):
+    from trainways import inference
+
+    fit, loop = runs["tfidf_fit"], runs["tfidf_loop"]
+    assert len(read_history(fit)) == 2
+    assert largest_difference(load_weights(fit), load_weights(loop)) <= 1e-5
+    # Its TfidfBag layer (IDF weights included) loads here, on TensorFlow.
+    [prediction] = inference.predict(fit, ["copper mine output of copper tonnes"], last=True)
+    assert prediction.problem is None and len(prediction.topics) == 5
 
 
 def test_calls_of_several_steps_that_split_an_epoch_train_as_whole_epoch_calls(runs):

@@ -79,6 +79,14 @@ def test_compare_trains_each_method_into_its_own_run(comparison):
             assert (comparison / "plots" / f"{name}.{suffix}").stat().st_size > 1000
     markdown = (comparison / "report.md").read_text()
     assert markdown.count("\n| fit |") == 1 and "![loss](plots/loss.png)" in markdown
+    # The bar to beat, fitted on the same wires and scored on the same validation wires.
+    baseline = report["baseline"]
+    assert (baseline["train_wires"], baseline["scored_wires"], baseline["scored_on"]) == (
+        115,
+        29,
+        "test",
+    )
+    assert f"\n| baseline | {baseline['accuracy']:.4f} | {baseline['accuracy']:.4f} |" in markdown
 
 
 def test_report_html_renders_in_headless_chromium(comparison, tmp_path):
@@ -107,7 +115,8 @@ def test_report_html_renders_in_headless_chromium(comparison, tmp_path):
         check=True,
     ).stdout
     table = dom.split('<table id="results">', 1)[1].split("</table>", 1)[0]
-    assert table.count("<tr>") == 4  # the header and one row per method
+    assert table.count("<tr>") == 5  # the header, one row per method and the baseline's
+    assert "<td>baseline</td>" in table and 'id="baseline"' in dom
     assert dom.count("<img") == 4
     assert dom.count('data-loaded="1"') == 4, "an embedded image did not decode"
 
@@ -187,16 +196,19 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
             skip_top=2,
             max_len=90,
             allow_other_data=True,
+            validation_split=0.2,
             fingerprint={"wires": 1, "words": 2, "sha256": "ab"},
         ),
         model=ModelConfig(
-            preset="/code/model.py:build", embedding_dim=9, initial_weights="/code/w.weights.h5"
+            preset="/code/model.py:build", embedding_dim=9, initial_weights="/code/w.weights.h5",
+            dropout=0.25,
         ),
         train=TrainConfig(
             method="loop", epochs=3, batch_size=16, learning_rate=0.01, lr_halve_at=2, seed=3,
             deterministic=True, patience=4, tensorboard=True, jit_compile=True,
             steps_per_execution="epoch", xla_optimizer=True, precision="mixed_bfloat16",
             step="/code/step.py:train_step", test_step="/code/step.py:test_step",
+            loss="squared_hinge", weight_decay=0.01, stop_on="val_accuracy",
         ),
         device=DeviceConfig(
             intra_op_threads=1, inter_op_threads=2, strategy="mirrored", cpu_devices=2,
@@ -212,9 +224,9 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
         ]
         unchanged = {f.name for f in dataclasses.fields(default)} - set(changed)
         # The single-device and cluster fields exclude the ones set here; dense_gradients
-        # excludes xla_optimizer.
+        # excludes xla_optimizer, label_smoothing a margin loss.
         excluded = {"gpu", "gpu_memory_limit", "cpu", "gpus", "workers", "task_index"}
-        assert unchanged <= {*excluded, "dense_gradients"}, (
+        assert unchanged <= {*excluded, "dense_gradients", "label_smoothing"}, (
             section,
             unchanged,
         )

@@ -78,6 +78,12 @@ def _non_default(opt):
         "model.preset": "/code/model.py:build",
         "model.initial_weights": "/code/initial.weights.h5",
         "train.dense_gradients": None,  # excludes xla_optimizer, set here
+        "train.loss": None,  # a margin loss excludes label_smoothing, set here
+        "train.label_smoothing": 0.1,
+        "train.weight_decay": 0.01,
+        "train.stop_on": "val_accuracy",
+        "data.validation_split": 0.2,
+        "model.dropout": 0.25,
         "train.method": "loop",
         "train.step": "/code/step.py:train_step",
         "train.test_step": "/code/step.py:test_step",

@@ -33,6 +33,10 @@ EPOCHS = 3  # stopped in the second epoch; after the resume, the first checkpoin
 # Calls of 4 steps: an epoch of the synthetic corpus (6 steps) is 4 + 2, so a stop waits between
 # them (the default, 16, would make each epoch one call, with no hook in its middle).
 SMALL = ("--max-len", "60", "--deterministic", "--steps-per-execution", "4")
+REGULARISED = (
+    "--model", "tfidf_mlp", "--validation-split", "0.2", "--label-smoothing", "0.1",
+    "--weight-decay", "0.01",
+)  # fmt: skip
 FAST = ("--steps-per-execution", "epoch", "--xla-optimizer")
 
 
@@ -123,6 +127,8 @@ STOPS = {
     "SIGKILL loop levers": Stop("loop", (*SMALL, *FAST), signal.SIGKILL, pause_at="2:0"),
     # A user's step with a second optimizer: its state must come back too (examples/).
     "SIGKILL loop step": Stop("loop", (*SMALL, "--step", TWO_RATES), signal.SIGKILL),
+    # Dropout draws from random generators whose states are not weights: they come back too.
+    "SIGKILL fit tfidf_mlp": Stop("fit", (*SMALL, *REGULARISED), signal.SIGKILL),
     "SIGINT loop": Stop("loop", SMALL, signal.SIGINT),
     "SIGTERM loop": Stop("loop", SMALL, signal.SIGTERM),
 }
@@ -199,6 +205,14 @@ def test_sigkill_then_resume_with_a_users_step_and_its_second_optimizer(
     stop = stopped["SIGKILL loop step"]
     assert stop.returncode == -signal.SIGKILL
     _resume_equals(stop, unbroken_run(corpus, "loop", EPOCHS, *SMALL, "--step", TWO_RATES))
+
+
+def test_sigkill_then_resume_with_dropout_draws_the_unbroken_runs_masks(
+    corpus, unbroken_run, stopped
+):
+    stop = stopped["SIGKILL fit tfidf_mlp"]
+    assert stop.returncode == -signal.SIGKILL
+    _resume_equals(stop, unbroken_run(corpus, "fit", EPOCHS, *SMALL, *REGULARISED))
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,21 @@ def _refuse_run_options(config: TrainConfig) -> None:
             "keras.callbacks.TensorBoard(log_dir=...) in callbacks instead",
             keys=("tensorboard",),
         )
+    if config.loss != "crossentropy":
+        squared = config.loss == "squared_hinge"
+        raise ConfigError(
+            f"loss {config.loss!r} is trainways' name for a loss object: pass "
+            f"loss=trainways.model.MarginLoss(squared={squared}) instead",
+            keys=("loss",),
+        )
+    if config.label_smoothing:
+        raise ConfigError(
+            f"label_smoothing {config.label_smoothing!r} belongs to the loss: pass "
+            f"loss=trainways.model.SmoothedSparseCrossentropy({config.label_smoothing!r}) "
+            "(integer labels) or keras.losses.CategoricalCrossentropy(label_smoothing=...) "
+            "(one-hot labels) instead",
+            keys=("label_smoothing",),
+        )
 
 
 def _as_optimizer(
@@ -199,9 +214,20 @@ def _as_optimizer(
         from trainways.model import build_optimizer
 
         return build_optimizer(
-            config.learning_rate, xla=config.xla_optimizer, dense=config.dense_gradients
+            config.learning_rate,
+            xla=config.xla_optimizer,
+            dense=config.dense_gradients,
+            weight_decay=config.weight_decay,
+        )
+    if config.weight_decay is not None and not named:
+        raise ConfigError(
+            "weight_decay sets a named optimizer's decay: give weight_decay= to your optimizer "
+            "object instead",
+            keys=("weight_decay",),
         )
     resolved = keras.optimizers.get(optimizer)
     if rate_given:
         resolved.learning_rate = config.learning_rate
+    if config.weight_decay is not None:
+        resolved.weight_decay = config.weight_decay
     return resolved

@@ -85,6 +85,9 @@ class Checkpoint:
         optimizer_variables: The values of ``optimizer.variables``, in that order.
         extra_optimizers: Per optimizer a user's step applies besides the model's
             (:func:`trainways.steps.keeps`): its class name and variables' values.
+        random_states: The model's random generators' states (its ``SeedGenerator`` s, which
+            dropout draws from; not among ``get_weights()``), so that a resumed run draws the
+            masks the unbroken run draws.
     """
 
     path: Path
@@ -96,6 +99,14 @@ class Checkpoint:
     weights: tuple[np.ndarray, ...]
     optimizer_variables: tuple[np.ndarray, ...]
     extra_optimizers: tuple[tuple[str, tuple[np.ndarray, ...]], ...] = ()
+    random_states: tuple[np.ndarray, ...] = ()
+
+
+def _random_states(model: keras.Model) -> list[Any]:
+    """The model's variables that are neither weights nor optimizer state: its random
+    generators' states, in the model's order."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 # --- Callback state adapters ------------------------------------------------------------------
@@ -332,6 +343,9 @@ def save_checkpoint(
     variables = [np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
     for i, value in enumerate(variables):
         arrays[f"optimizer.{i:04d}"] = value
+    random_states = [np.asarray(keras.ops.convert_to_numpy(v)) for v in _random_states(model)]
+    for i, value in enumerate(random_states):
+        arrays[f"random.{i:04d}"] = value
     extras = []
     for k, extra in enumerate(extra_optimizers, start=1):
         values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in extra.variables]
@@ -365,6 +379,7 @@ def save_checkpoint(
             "optimizer": {"class": type(optimizer).__name__, "variables": len(variables)},
             "extra_optimizers": extras,
             "weights": len(weights),
+            "random_states": len(random_states),
             "keras_version": keras.__version__,
             # Hashed from the file as written, so it vouches for the bytes on disk.
             "arrays_sha256": _sha256(tmp / ARRAYS),
@@ -467,6 +482,8 @@ def _read(path: Path, epoch: int) -> Checkpoint:
             (str(entry["class"]), int(entry["variables"]))
             for entry in state.get("extra_optimizers", [])
         ]
+        # Absent from checkpoints written before models had dropout: none then.
+        n_random = int(state.get("random_states", 0))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise _Unusable(f"{STATE} lacks a valid field: {_one_line(error)}") from None
 
@@ -487,6 +504,7 @@ def _read(path: Path, epoch: int) -> Checkpoint:
 
     weights = take("weights", n_weights)
     optimizer_variables = take("optimizer", n_optimizer)
+    random_states = take("random", n_random)
     extra_optimizers = tuple(
         (name, take(f"optimizer{k}", count))
         for k, (name, count) in enumerate(extra_counts, start=1)
@@ -507,6 +525,7 @@ def _read(path: Path, epoch: int) -> Checkpoint:
         weights=weights,
         optimizer_variables=optimizer_variables,
         extra_optimizers=extra_optimizers,
+        random_states=random_states,
     )
 
 
@@ -625,6 +644,13 @@ def restore_model(
         what = f"optimizer {k} of the step"
         variables = _matching_variables(where, what, "step", extra, saved_class, saved)
         assignments += zip(variables, saved, strict=True)
+    states = _random_states(model)
+    if len(states) != len(checkpoint.random_states):
+        raise ValueError(
+            f"checkpoint {where} holds {len(checkpoint.random_states)} random generator "
+            f"state(s), the model has {len(states)}: resume with the same model"
+        )
+    assignments += zip(states, checkpoint.random_states, strict=True)
     model.set_weights(list(checkpoint.weights))
     for variable, value in assignments:
         variable.assign(value)

@@ -538,19 +538,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    """``trainways baseline``: TF-IDF + LinearSVC fitted on the training split, scored on the test
-    split, on the inputs the models get."""
+    """``trainways baseline``: TF-IDF + LinearSVC fitted on the wires a run trains on, scored on
+    those it validates on (the test split, or the carved validation wires), on the models'
+    inputs."""
     from trainways.baseline import tfidf_svm
 
     config, reuters = _checked_data(args)
     if args.json is not None:
         _require_writable(args.json)
-    result = tfidf_svm(reuters, max_len=config.max_len)
+    result = tfidf_svm(
+        reuters, max_len=config.max_len, validation_split=config.validation_split
+    )
     figures = result.to_dict()
     print(
         f"{figures['model']}: accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f} on "
-        f"{result.test_wires:,} test wires; fitted on {result.train_wires:,} in "
-        f"{result.fit_seconds:.1f} s"
+        f"{result.scored_wires:,} {result.scored_on} wires; fitted on "
+        f"{result.train_wires:,} in {result.fit_seconds:.1f} s"
     )
     if args.json is not None:
         rundir.write_json(args.json, {"data": str(reuters.source), **figures})

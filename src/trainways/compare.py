@@ -128,11 +128,28 @@ def run_comparison(
                 file=sys.stderr,
             )
             return code
+    if "baseline" not in state:
+        log("baseline: fitting TF-IDF + LinearSVC on the same wires")
+        state["baseline"] = baseline_figures(config)
+        rundir.write_json(state_path, state)
     from trainways.report import write_comparison_report
 
     write_comparison_report(out, tuple(configs), peaks, tutorial=tutorial)
     log(f"report: {out / rundir.REPORT_HTML} and {out / rundir.REPORT_MD}")
     return 0
+
+
+def baseline_figures(config: RunConfig) -> dict[str, Any]:
+    """The TF-IDF + LinearSVC baseline (:mod:`trainways.baseline`) on the wires the runs train
+    and validate on, for the report's bar-to-beat row."""
+    from trainways.baseline import tfidf_svm
+    from trainways.run import load_data
+
+    data = config.data
+    result = tfidf_svm(
+        load_data(data), max_len=data.max_len, validation_split=data.validation_split
+    )
+    return result.to_dict()
 
 
 def _run_configs(

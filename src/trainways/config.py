@@ -25,6 +25,8 @@ METHODS: tuple[str, ...] = ("fit", "batch", "loop")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
+STOP_ON: tuple[str, ...] = ("val_loss", "val_accuracy")
+LOSSES: tuple[str, ...] = ("crossentropy", "hinge", "squared_hinge")
 
 
 class ConfigError(ValueError):
@@ -172,6 +174,15 @@ def _positive(key: str, value: float | None) -> None:
         raise ConfigError(f"{key} must be finite, got {value!r}", keys=(key,))
 
 
+def _fraction(key: str, value: float | None, *, zero: bool = True) -> None:
+    if value is None:
+        return
+    low = 0 if zero else math.ulp(0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < 1:
+        bounds = "[0, 1)" if zero else "(0, 1)"
+        raise ConfigError(f"{key} must be in {bounds}, got {value!r}", keys=(key,))
+
+
 def _at_least_zero(key: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{key} must be a whole number >= 0, got {value!r}", keys=(key,))
@@ -197,6 +208,10 @@ class DataConfig:
         num_words: Keep only the most frequent words (Keras ``num_words``); ``None`` keeps all.
         skip_top: Map the most frequent ``skip_top`` ids to OOV (Keras ``skip_top``).
         max_len: Length sequences are pre-padded and pre-truncated to.
+        validation_split: Validate on the last ``validation_split`` of the training wires (as
+            Keras's ``fit(validation_split=...)`` carves them) and train on the rest, leaving the
+            test split unseen until ``evaluate``; ``None`` validates on the test split (Keras's
+            loader and the tutorial use it for both).
         allow_other_data: Train on data that is not the Keras Reuters dataset (a subset, a damaged
             copy, another corpus) instead of refusing it; ``$TRAINWAYS_ALLOW_OTHER_DATA=1`` gives
             the same permission.
@@ -236,6 +251,15 @@ class DataConfig:
         group="data",
         help="pad/truncate wires to this many ids (default: {default})",
     )
+    validation_split: float | None = option(
+        flag="--validation-split",
+        parse=_float,
+        metavar="F",
+        group="data",
+        help="validate on the last fraction F of the training wires and train on the rest, so "
+        "that choosing epochs and settings never sees the test split (default: validate on the "
+        "test split, as the tutorial)",
+    )
     allow_other_data: bool = option(
         False,
         flag="--allow-other-data",
@@ -250,6 +274,7 @@ class DataConfig:
         _positive("num_words", self.num_words)
         _positive("max_len", self.max_len)
         _at_least_zero("skip_top", self.skip_top)
+        _fraction("validation_split", self.validation_split, zero=False)
 
 
 @dataclass(frozen=True)
@@ -257,8 +282,12 @@ class ModelConfig:
     """Which model preset to build.
 
     Attributes:
-        preset: Name in :data:`trainways.model.PRESETS`.
-        embedding_dim: Width of the embedding (the tutorial used 7).
+        preset: Name in :data:`trainways.model.PRESETS`, or the user's builder
+            ``FILE.py:FUNCTION``.
+        embedding_dim: Width of the ``cnn`` preset's embedding (the tutorial used 7) and of a
+            user builder's that asks for it; the other presets have their own widths.
+        dropout: Dropout rate of the presets that have dropout; ``None`` takes the preset's
+            default (``cnn``, the tutorial's model, has none and refuses a rate).
         initial_weights: A Keras weights file (``.weights.h5``) to start from instead of the
             seed's initial weights. Weights files are backend-independent: runs on different
             backends start from the same weights this way (``agree --backends``).
@@ -270,9 +299,10 @@ class ModelConfig:
         parse=_preset,
         metavar="NAME|FILE.py:FUNCTION",
         group="model",
-        help="the model to train: a preset name (cnn is the tutorial's 1-D CNN), or your "
-        "builder FUNCTION(vocab_size, num_classes, max_len) in FILE.py, returning a Keras "
-        "model (default: {default})",
+        help="the model to train: a preset (cnn, the tutorial's 1-D CNN; tfidf_mlp, a TF-IDF "
+        "bag of words and an MLP; text_cnn, a wider CNN with global max pooling; see "
+        "docs/models.md), or your builder FUNCTION(vocab_size, num_classes, max_len) in FILE.py, "
+        "returning a Keras model (default: {default})",
     )
     embedding_dim: int = option(
         7,
@@ -281,6 +311,14 @@ class ModelConfig:
         metavar="N",
         group="model",
         help="width of the word embedding (default: {default}, the tutorial's)",
+    )
+    dropout: float | None = option(
+        flag="--dropout",
+        parse=_float,
+        metavar="RATE",
+        group="model",
+        help="dropout rate for the presets that have dropout (default: the preset's; see "
+        "docs/models.md)",
     )
     initial_weights: str | None = option(
         flag="--initial-weights",
@@ -292,6 +330,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _positive("embedding_dim", self.embedding_dim)
+        _fraction("dropout", self.dropout)
         if self.initial_weights is not None and not self.initial_weights.endswith(".weights.h5"):
             raise ConfigError(
                 f"initial_weights {self.initial_weights!r}: give a Keras weights file, "
@@ -321,8 +360,18 @@ class TrainConfig:
             (a run draws one and records it).
         deterministic: Also turn on TensorFlow op determinism, so that a seeded run repeats
             bit for bit (and resumes bit for bit).
-        patience: Stop early when ``val_loss`` has not improved for this many epochs
+        loss: What training minimises: ``crossentropy`` (the tutorial's), or the multiclass
+            (Crammer-Singer) ``hinge`` / ``squared_hinge`` on the model's log-probabilities,
+            which is the SVM's loss on its logits (:class:`trainways.model.MarginLoss`).
+        weight_decay: Nadam's decoupled weight decay (Keras's ``weight_decay``; AdamW's
+            rule), applied to every trainable weight; ``None`` for none.
+        label_smoothing: Train against targets that give this much probability mass to the
+            other topics, spread evenly (:class:`trainways.model.SmoothedSparseCrossentropy`);
+            validation loss keeps the same definition, so epochs stay comparable.
+        patience: Stop early when ``stop_on`` has not improved for this many epochs
             (``keras.callbacks.EarlyStopping``); ``None`` never stops early.
+        stop_on: The metric ``patience`` watches: ``val_loss`` (lower is better) or
+            ``val_accuracy`` (higher is better).
         tensorboard: Write TensorBoard logs (per-epoch scalars, learning rate) into the run
             directory's ``tensorboard/``.
         jit_compile: Compile the step functions with XLA. One explicit value for all methods,
@@ -415,12 +464,44 @@ class TrainConfig:
         group="training",
         help="also turn on TensorFlow op determinism: with --seed, runs repeat bit for bit",
     )
+    loss: str = option(
+        "crossentropy",
+        flag="--loss",
+        parse=str,
+        choices=LOSSES,
+        group="training",
+        help="crossentropy, or the SVM's multiclass hinge / squared_hinge on the logits "
+        "(default: {default})",
+    )
+    weight_decay: float | None = option(
+        flag="--weight-decay",
+        parse=_float,
+        metavar="W",
+        group="training",
+        help="Nadam's decoupled weight decay, as AdamW (default: none)",
+    )
+    label_smoothing: float = option(
+        0.0,
+        flag="--label-smoothing",
+        parse=_float,
+        metavar="E",
+        group="training",
+        help="train against targets with mass E spread over all topics (default: {default})",
+    )
     patience: int | None = option(
         flag="--patience",
         parse=_int,
         metavar="N",
         group="training",
-        help="stop early after N epochs without a better val_loss (default: never)",
+        help="stop early after N epochs without a better --stop-on metric (default: never)",
+    )
+    stop_on: str = option(
+        "val_loss",
+        flag="--stop-on",
+        parse=str,
+        choices=STOP_ON,
+        group="training",
+        help="the metric --patience watches (default: {default})",
     )
     tensorboard: bool = option(
         False,
@@ -475,6 +556,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _one_of("method", self.method, METHODS)
         _one_of("precision", self.precision, PRECISIONS)
+        _one_of("stop_on", self.stop_on, STOP_ON)
+        _positive("weight_decay", self.weight_decay)
+        _fraction("label_smoothing", self.label_smoothing)
+        _one_of("loss", self.loss, LOSSES)
+        if self.label_smoothing and self.loss != "crossentropy":
+            raise ConfigError(
+                f"label_smoothing smooths the cross-entropy's targets, not a {self.loss} loss: "
+                "use one of them",
+                keys=("label_smoothing", "loss"),
+            )
         if self.xla_optimizer and self.dense_gradients:
             raise ConfigError(
                 "xla_optimizer and dense_gradients are two Nadams: pick one",

@@ -277,6 +277,26 @@ def _cells(row: Mapping[str, Any]) -> list[str]:
     return cells
 
 
+def baseline_cells(baseline: Mapping[str, Any]) -> list[str]:
+    """The report's bar-to-beat row: the baseline's accuracy where the runs have their
+    validation accuracy; it has no epochs, top-5, loss or memory figure."""
+    accuracy = f"{baseline['accuracy']:.4f}"
+    cells = ["baseline"] + ["–"] * (len(_COLUMNS) - 1)
+    cells[1] = cells[2] = accuracy
+    return cells
+
+
+def baseline_sentence(baseline: Mapping[str, Any]) -> str:
+    """What the baseline row is, in one sentence."""
+    return (
+        f"The bar to beat (row `baseline`): {baseline['model']} on the same inputs, fitted on "
+        f"the {baseline['train_wires']:,} training wires in {baseline['fit_seconds']:.1f} s and "
+        f"scored on the {baseline['scored_wires']:,} {baseline['scored_on']} wires: accuracy "
+        f"{baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f} "
+        "(`trainways baseline`)."
+    )
+
+
 def comparison_settings(out: Path, methods: Sequence[str]) -> str:
     """One line saying what was compared: seed, epochs, batch, data, date and versions."""
     from datetime import datetime
@@ -321,17 +341,21 @@ def write_comparison_report(
             {m: final for m, (_, final) in weights.items()},
             histories,
         )
+    # A comparison of backends (compare --backends) names its runs after them; the baseline is
+    # the bar-to-beat row (compare fits it once, beside the runs).
+    state_path = out / rundir.COMPARE_STATE
+    state = rundir.read_json(state_path) if state_path.is_file() else {}
+    baseline = state.get("baseline")
     payload = {
         "methods": list(methods),
         "tutorial": tutorial,
         "rows": rows,
         "agreement": agreement.to_dict() if agreement else None,
+        "baseline": baseline,
     }
     rundir.write_json(out / rundir.COMPARISON, payload)
 
-    # A comparison of backends (compare --backends) names its runs after them.
-    state_path = out / rundir.COMPARE_STATE
-    state = rundir.read_json(state_path) if state_path.is_file() else {}
+    cell_rows = [_cells(row) for row in rows] + ([baseline_cells(baseline)] if baseline else [])
     label = "backend" if state.get("backends") else "method"
     headers = [label, *(title for title, _, _ in _COLUMNS[1:])]
     settings = comparison_settings(out, methods)
@@ -350,7 +374,9 @@ def write_comparison_report(
             "",
         ]
     lines += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    lines += ["| " + " | ".join(cells) + " |" for cells in cell_rows]
+    if baseline:
+        lines += ["", baseline_sentence(baseline)]
     agreement_text = (
         f"Largest weight difference between {label}s: "
         f"{agreement.weight_difference:.3e} after epoch 1, "
@@ -373,8 +399,8 @@ def write_comparison_report(
         )
 
     table = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(row)) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+        for cells in cell_rows
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>trainways comparison</title>
@@ -391,6 +417,7 @@ img {{ max-width: 100%; }}
 {"<p>" + html.escape(lines[4]) + "</p>" if tutorial else ""}
 <table id="results"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in headers)}</tr>
 </thead><tbody>{table}</tbody></table>
+{"<p id='baseline'>" + html.escape(baseline_sentence(baseline)) + "</p>" if baseline else ""}
 <h2>Agreement</h2><p>{html.escape(agreement_text)}</p>
 <h2>Curves</h2><div class="plots">{"".join(image(p) for p in pngs)}</div>
 </body></html>

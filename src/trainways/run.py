@@ -75,15 +75,17 @@ def check(config: RunConfig, reuters: Any) -> None:
 
     Raises:
         DataError: The data is not the Keras Reuters dataset and ``allow_other_data`` (or
-            ``$TRAINWAYS_ALLOW_OTHER_DATA``) does not say that is intended.
+            ``$TRAINWAYS_ALLOW_OTHER_DATA``) does not say that is intended; or the validation
+            split holds no wire out.
     """
-    from trainways.data import check_identity
+    from trainways.data import check_identity, held_out_wires
 
     check_identity(
         reuters.fingerprint,
         config.data.source or reuters.source,
         allow_other=config.data.allow_other_data,
     )
+    held_out_wires(len(reuters.y_train), config.data.validation_split)
 
 
 def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
@@ -137,6 +139,7 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
             config.train.learning_rate,
             xla=config.train.xla_optimizer,
             dense=config.train.dense_gradients,
+            weight_decay=config.train.weight_decay,
         )
     current().check_training(config.train.jit_compile, config.train.steps_per_execution)
     if config.train.step or config.train.test_step:
@@ -239,8 +242,14 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         reuters: The loaded data.
         first_epoch: Epoch to start at (a resumed run's next epoch).
     """
-    from trainways.data import EpochClock, NumpyBatches, make_dataset, pad, steps_per_epoch
-    from trainways.model import build_loss, build_metrics, build_model, build_optimizer
+    from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
+    from trainways.model import (
+        adapt_to_training_data,
+        build_loss,
+        build_metrics,
+        build_model,
+        build_optimizer,
+    )
 
     model = build_model(
         config.model,
@@ -249,21 +258,25 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         max_len=config.data.max_len,
         precision=config.train.precision,
     )
+    inputs = model_inputs(
+        reuters, max_len=config.data.max_len, validation_split=config.data.validation_split
+    )
+    # Before the weights a resumed run restores, so those (IDF included) win.
+    adapt_to_training_data(model, inputs.x_train)
     batch = config.train.batch_size
-    x_train = pad(reuters.x_train, config.data.max_len)
-    x_test = pad(reuters.x_test, config.data.max_len)
     # One pass per epoch, the epoch the trainer sets on the clock: an execution of several
     # steps then ends where the epoch does, whatever their number.
     clock = EpochClock(first_epoch)
     passes = {"batch_size": batch, "shuffle": True, "seed": config.train.seed, "clock": clock}
-    steps = steps_per_epoch(len(x_train), batch)
+    steps = steps_per_epoch(len(inputs.x_train), batch)
+    train, val = (inputs.x_train, inputs.y_train), (inputs.x_val, inputs.y_val)
     data = TrainData(
-        make_dataset(x_train, reuters.y_train, **passes),
-        make_dataset(x_test, reuters.y_test, batch_size=batch, shuffle=False),
+        make_dataset(*train, **passes),
+        make_dataset(*val, batch_size=batch, shuffle=False),
         steps,
         numpy=TrainData(
-            NumpyBatches(x_train, reuters.y_train, **passes),
-            NumpyBatches(x_test, reuters.y_test, batch_size=batch, shuffle=False),
+            NumpyBatches(*train, **passes),
+            NumpyBatches(*val, batch_size=batch, shuffle=False),
             steps,
             clock=clock,
         ),
@@ -271,11 +284,12 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     )
     spec = TrainSpec(
         epochs=config.train.epochs,
-        loss=build_loss(),
+        loss=build_loss(config.train.loss, config.train.label_smoothing),
         optimizer=build_optimizer(
             config.train.learning_rate,
             xla=config.train.xla_optimizer,
             dense=config.train.dense_gradients,
+            weight_decay=config.train.weight_decay,
         ),
         metrics=build_metrics,
         jit_compile=config.train.jit_compile,
@@ -298,7 +312,13 @@ def schedule_callbacks(config: RunConfig) -> list[keras.callbacks.Callback]:
         callbacks.append(tw_callbacks.HalveLearningRate(config.train.lr_halve_at))
     if config.train.patience:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
+            keras.callbacks.EarlyStopping(
+                monitor=config.train.stop_on,
+                # Explicit: Keras infers it from the model's compiled metrics, which a
+                # hand-driven method's model need not have.
+                mode="min" if config.train.stop_on == "val_loss" else "max",
+                patience=config.train.patience,
+            )
         )
     return callbacks
 
@@ -543,6 +563,18 @@ def _log_header(
             per_replica,
         )
     LOG.info("data:   %s", reuters.source)
+    from trainways.data import held_out_wires
+
+    split = config.data.validation_split
+    val_wires = held_out_wires(len(reuters.y_train), split) or len(reuters.y_test)
+    LOG.info(
+        "validation: %s",
+        f"the last {val_wires:,} training wires (--validation-split {split:g}); the test split "
+        "stays unseen (trainways evaluate scores it)"
+        if split
+        else f"the {val_wires:,} test wires (as the tutorial; --validation-split F holds "
+        "training wires out instead)",
+    )
     train = config.train
     LOG.info(
         "method: %s, %d epochs, batch %d, lr %g, seed %d%s, run directory %s",
@@ -677,7 +709,13 @@ def _write_outputs(
     device: str,
 ) -> None:
     """A completed run's model, encoder and metrics; ``status.json`` says so last."""
-    summary["train_samples"] = len(reuters.y_train)
+    from trainways.data import held_out_wires
+
+    # The wires the epochs trained on: a validation split holds the last ones out.
+    train_wires = len(reuters.y_train)
+    summary["train_samples"] = train_wires - held_out_wires(
+        train_wires, config.data.validation_split
+    )
     model.save(out / rundir.MODEL)
     rundir.write_json(
         out / rundir.ENCODER, {**reuters.encoder_state(), "max_len": config.data.max_len}

@@ -40,7 +40,7 @@ PREDICTIONS = "y_pred"
 StepFn = Callable[[keras.Model, Any, Any], Mapping[str, Any]]
 
 # What a model builder given as FILE.py:FUNCTION may ask for, by parameter name.
-BUILDER_ARGUMENTS = ("vocab_size", "num_classes", "max_len", "embedding_dim")
+BUILDER_ARGUMENTS = ("vocab_size", "num_classes", "max_len", "embedding_dim", "dropout")
 
 
 def has_own_step(model: keras.Model) -> bool:
@@ -226,6 +226,13 @@ def build_from_function(builder: Callable[..., keras.Model], ref: str, **availab
                 f"not one trainways gives: a builder may ask for {', '.join(BUILDER_ARGUMENTS)}",
                 keys=("preset",),
             )
+    if available.get("dropout") is not None and "dropout" not in wanted:
+        raise ConfigError(
+            f"model {ref!r}: dropout {available['dropout']!r} was given but "
+            f"{_name(builder)}{signature} takes no dropout parameter: add one, or leave "
+            "--dropout out",
+            keys=("dropout",),
+        )
     model = builder(**wanted)
     if not isinstance(model, keras.Model):
         raise ConfigError(
