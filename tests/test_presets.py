@@ -156,3 +156,26 @@ def test_predict_evaluate_and_export_work_for_a_preset(preset, preset_runs, tmp_
     np.testing.assert_allclose(
         served["probabilities"].numpy(), model.predict(ids, verbose=0), atol=1e-6
     )
+
+
+def test_a_builder_gets_dropout_if_it_asks_and_is_refused_it_if_not(tmp_path):
+    builder = tmp_path / "builders.py"
+    builder.write_text(
+        "import keras\n"
+        "def with_rate(vocab_size, num_classes, max_len, dropout):\n"
+        "    return keras.Sequential([keras.Input((max_len,)), keras.layers.Dropout(dropout),\n"
+        "                             keras.layers.Dense(num_classes, activation='softmax')])\n"
+        "def without(num_classes, max_len):\n"
+        "    return keras.Sequential([keras.Input((max_len,)),\n"
+        "                             keras.layers.Dense(num_classes, activation='softmax')])\n"
+    )
+    config = ModelConfig(preset=f"{builder}:with_rate", dropout=0.2)
+    model = build_model(config, vocab_size=9, num_classes=3, max_len=4)
+    assert model.layers[0].rate == 0.2
+    with pytest.raises(ConfigError, match=r"dropout 0.2 was given but without\(num_classes"):
+        build_model(
+            ModelConfig(preset=f"{builder}:without", dropout=0.2),
+            vocab_size=9,
+            num_classes=3,
+            max_len=4,
+        )
