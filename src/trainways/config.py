@@ -175,10 +175,11 @@ def _positive(key: str, value: float | None) -> None:
 
 
 def _fraction(key: str, value: float | None, *, zero: bool = True) -> None:
+    """``value`` in [0, 1), or (0, 1) without ``zero``; ``None`` passes."""
     if value is None:
         return
-    low = 0 if zero else math.ulp(0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < 1:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0 <= value < 1 if zero else 0 < value < 1):
         bounds = "[0, 1)" if zero else "(0, 1)"
         raise ConfigError(f"{key} must be in {bounds}, got {value!r}", keys=(key,))
 
