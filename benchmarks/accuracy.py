@@ -157,7 +157,8 @@ def main() -> None:
     slowest = max(s for _, _, s in finals.values())
     print(
         f"\nchecks: lowest test accuracy {min(accuracies):.4f} vs baseline "
-        f"{on_test.accuracy:.4f} ({'beats' if min(accuracies) > on_test.accuracy else 'does NOT beat'}"
+        f"{on_test.accuracy:.4f} "
+        f"({'beats' if min(accuracies) > on_test.accuracy else 'does NOT beat'}"
         f" it); methods' spread {spread * 100:.2f} points (limit {SPREAD_LIMIT * 100:.1f}: "
         f"{'met' if spread <= SPREAD_LIMIT else 'NOT met'}); slowest training {slowest:.0f} s "
         f"(limit {TIME_LIMIT_S:.0f}: {'met' if slowest <= TIME_LIMIT_S else 'NOT met'})"
@@ -165,7 +166,10 @@ def main() -> None:
     summary = {
         "baseline": {"test": on_test.to_dict(), "validation": on_val.to_dict()},
         "chosen": {"candidate": name, "epochs": epochs},
-        "final": {m: dict(zip(("accuracy", "macro_f1", "seconds"), v)) for m, v in finals.items()},
+        "final": {
+            m: dict(zip(("accuracy", "macro_f1", "seconds"), v, strict=True))
+            for m, v in finals.items()
+        },
     }
     (out / "accuracy.json").write_text(json.dumps(summary, indent=1))
     print(f"written: {out / 'accuracy.json'}")

@@ -93,9 +93,7 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
         # A preset with its in-model encoding, dropout and every regulariser, by two methods.
         for method in ("fit", "loop"):
             unbroken[f"tfidf_{method}"] = children.spawn(
-                *train_args(
-                    corpus, root / f"tfidf_{method}", method, 2, *options(backend), *TFIDF
-                )
+                *train_args(corpus, root / f"tfidf_{method}", method, 2, *options(backend), *TFIDF)
             )
         if backend == "jax":  # PyTorch runs one step per call
             # 6 steps per epoch as calls of 4 + 2: the last call of an epoch runs what remains.

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-import numpy as np
-
 from trainways.baseline import _documents
 from trainways.cli import main
 from trainways.data import pad

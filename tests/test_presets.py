@@ -38,7 +38,10 @@ def test_tfidf_bag_is_a_dense_layer_on_scikit_learns_tfidf_vectors():
     layer.build((None, 20))
     layer.adapt_ids(train)
     vectorizer = TfidfVectorizer(
-        sublinear_tf=True, token_pattern=r"\S+", lowercase=False, vocabulary=[str(i) for i in range(1, 30)]
+        sublinear_tf=True,
+        token_pattern=r"\S+",
+        lowercase=False,
+        vocabulary=[str(i) for i in range(1, 30)],
     )
     vectorizer.fit([" ".join(map(str, row[row != 0])) for row in train])
     features = vectorizer.transform([" ".join(map(str, row[row != 0])) for row in wires]).toarray()

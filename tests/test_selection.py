@@ -69,9 +69,7 @@ def test_patience_watches_the_stop_on_metric(metric, stopped_after):
     assert stopped == stopped_after
 
 
-def test_a_run_with_a_validation_split_never_validates_on_the_test_split(
-    corpus, tmp_path, capsys
-):
+def test_a_run_with_a_validation_split_never_validates_on_the_test_split(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     argv = train_args(corpus, out, "loop", 2, "--max-len", "30", "--validation-split", "0.2")
     assert main([a for a in argv if a != "--quiet"]) == 0  # the log says what validates
