@@ -16,7 +16,8 @@ MAX_LEN = 300  # the tutorial's padded length
 
 
 def arguments(description, argv=None):
-    """``--data DIR [--epochs N] [--seed S] [--out DIR] [--max-len N] [--deterministic]``."""
+    """``--data DIR [--epochs N] [--seed S] [--out DIR] [--max-len N] [--deterministic]
+    [--mlflow [URI]]``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, help="the Reuters-21578 directory")
     parser.add_argument("--epochs", type=int, default=10)
@@ -25,6 +26,13 @@ def arguments(description, argv=None):
     parser.add_argument("--max-len", type=int, default=MAX_LEN)
     parser.add_argument(
         "--deterministic", action="store_true", help="deterministic kernels: runs repeat exactly"
+    )
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const=True,
+        metavar="TRACKING_URI",
+        help="log the run to MLflow (without a URI: $MLFLOW_TRACKING_URI or runs/mlflow.db)",
     )
     return parser.parse_args(argv)
 

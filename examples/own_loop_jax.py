@@ -41,6 +41,7 @@ def main(argv=None, callbacks=()):
         metrics=accuracy_metrics(),
         out=args.out,
         callbacks=callbacks,
+        tracking=args.mlflow,  # trainways: None tracks nothing
     )
 
     def compute_loss(trainable, non_trainable, x, y, training):

@@ -38,6 +38,7 @@ def main(argv=None, callbacks=()):
         metrics=accuracy_metrics(),
         out=args.out,
         callbacks=callbacks,
+        tracking=args.mlflow,  # trainways: None tracks nothing
     )
 
     def train_step(x, y):

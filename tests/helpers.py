@@ -146,6 +146,8 @@ def train_args(data, out, method: str, epochs: int, *extra: str, seed: int = 5) 
 
 def load_weights(run) -> list[np.ndarray]:
     """The final weights of a completed run directory."""
+    import trainways.model  # noqa: F401  (registers the presets' own layers, TfidfBag's)
+
     return keras.models.load_model(run / rundir.MODEL, compile=False).get_weights()
 
 

@@ -9,10 +9,11 @@ training batch numbered BATCH or later (0-based, as Keras counts) of epoch EPOCH
 about to start, it writes FILE and waits, so that a test can send a signal while the run stands at
 a known place in the middle of an epoch, with the epochs before it checkpointed.
 
-The wait ends after ``PAUSE_SECONDS``, or as soon as the run's ``StopOnSignal`` has received
-SIGINT or SIGTERM (a sleep in the main thread is woken by a handled signal, but Python then sleeps
-on: hence short sleeps); that batch is then trained, and ``StopOnSignal`` stops the run at its end,
-as it would anywhere mid-epoch. SIGKILL needs no help.
+The wait ends after ``PAUSE_SECONDS``, when the file ``$TRAINWAYS_TEST_PAUSE_RELEASE`` appears
+(if that is set: the run then goes on as if never paused), or as soon as the run's
+``StopOnSignal`` has received SIGINT or SIGTERM (a sleep in the main thread is woken by a handled
+signal, but Python then sleeps on: hence short sleeps); that batch is then trained, and
+``StopOnSignal`` stops the run at its end, as it would anywhere mid-epoch. SIGKILL needs no help.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ PAUSE_SECONDS = 120.0
 
 
 class PauseAtBatch(keras.callbacks.Callback):
-    def __init__(self, epoch: int, batch: int, marker: Path, signals) -> None:
+    def __init__(self, epoch: int, batch: int, marker: Path, signals, release=None) -> None:
         super().__init__()
         self.epoch, self.batch, self.marker, self.signals = epoch, batch, marker, signals
+        self.release = release
         self._current = -1
         self._paused = False
 
@@ -47,16 +49,19 @@ class PauseAtBatch(keras.callbacks.Callback):
         self.marker.write_text(f"epoch {self._current} batch {batch}\n")
         deadline = time.monotonic() + PAUSE_SECONDS
         while self.signals.received is None and time.monotonic() < deadline:
+            if self.release is not None and self.release.exists():
+                return
             time.sleep(0.02)
 
 
 def _with_pause(callbacks_of):
     epoch, batch = (int(part) for part in os.environ["TRAINWAYS_TEST_PAUSE_AT"].split(":"))
     marker = Path(os.environ["TRAINWAYS_TEST_PAUSE_MARKER"])
+    release = os.environ.get("TRAINWAYS_TEST_PAUSE_RELEASE")
 
     def wrapped(*args, **kwargs):
         callbacks, checkpointer, timer, signals = callbacks_of(*args, **kwargs)
-        pause = PauseAtBatch(epoch, batch, marker, signals)
+        pause = PauseAtBatch(epoch, batch, marker, signals, Path(release) if release else None)
         return [*callbacks, pause], checkpointer, timer, signals
 
     return wrapped

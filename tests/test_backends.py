@@ -74,9 +74,11 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
     example = EXAMPLES / f"tutorial_step_{backend}.py"
     steps = ("--step", f"{example}:train_step", "--test-step", f"{example}:test_step")
     try:
+        # Each logs to MLflow, a store of its own (the children run at once).
         unbroken = {
             method: children.spawn(
-                *train_args(corpus, root / method, method, EPOCHS, *options(backend))
+                *train_args(corpus, root / method, method, EPOCHS, *options(backend)),
+                *("--mlflow", f"sqlite:///{root / method}.db"),
             )
             for method in METHODS
         }
@@ -103,7 +105,7 @@ def runs(request, corpus, tmp_path_factory) -> dict[str, Path]:
             )
         unbroken["own_loop"] = children.spawn(
             *("--data", str(corpus), "--epochs", str(EPOCHS), "--seed", "5", "--max-len", "60"),
-            *("--out", str(root / "own_loop")),
+            *("--out", str(root / "own_loop"), "--mlflow", f"sqlite:///{root / 'own_loop'}.db"),
             script=EXAMPLES / f"own_loop_{backend}.py",
             env={"KERAS_BACKEND": backend},
         )
@@ -137,6 +139,24 @@ def test_each_method_trains_on_the_backend_and_records_it(runs):
         assert json.loads((run / rundir.CONFIG).read_text())["device"]["backend"] == backend
         assert {"jax": "JAX", "torch": "PyTorch"}[backend] in (run / rundir.LOG).read_text()
         assert len(read_history(run)) == EPOCHS
+
+
+def test_every_method_and_the_users_loop_log_the_same_mlflow_keys_on_the_backend(runs):
+    from mlflow import MlflowClient
+
+    keys = {
+        "loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
+        "learning_rate", "epoch_seconds",
+    }  # fmt: skip
+    for name in (*METHODS, "own_loop"):
+        record = rundir.read_tracking(runs[name])
+        client = MlflowClient(record["tracking_uri"])
+        logged = client.get_run(record["run_id"])
+        assert logged.info.status == "FINISHED", name
+        assert logged.data.params["backend"] == runs["backend"], name
+        assert set(logged.data.metrics) == keys, name
+        losses = [m.value for m in client.get_metric_history(record["run_id"], "loss")]
+        assert losses == [float(row["loss"]) for row in read_history(runs[name])], name
 
 
 def test_the_three_methods_agree_on_the_backend_after_one_epoch(runs):

@@ -1,6 +1,8 @@
 """``trainways compare``: runs side by side, the report, and the report in a real browser.
 
-The module's comparison trains each method in a real child process, as ``compare`` always does;
+The module's comparison trains each method in a real child process, as ``compare`` always does,
+and logs to MLflow (``--mlflow``: a SQLite store beside it) as a parent run with one nested run
+per method;
 the tests of resuming and of the tutorial settings run the children's ``trainways train`` in this
 process instead (``in_process_children``): the same arguments, without three interpreter starts.
 """
@@ -37,8 +39,10 @@ def comparison(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "all"
     mp = pytest.MonkeyPatch()
     mp.setenv("TRAINWAYS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     try:
-        assert main(["compare", "--data", str(corpus), "--out", str(out), *ARGS]) == 0
+        argv = ["compare", "--data", str(corpus), "--out", str(out), *ARGS, "--mlflow"]
+        assert main(argv) == 0
     finally:
         mp.undo()
     return out
@@ -87,6 +91,32 @@ def test_compare_trains_each_method_into_its_own_run(comparison):
         "test",
     )
     assert f"\n| baseline | {baseline['accuracy']:.4f} | {baseline['accuracy']:.4f} |" in markdown
+
+
+def test_compare_logs_a_parent_mlflow_run_with_a_nested_run_per_method(comparison):
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{comparison.parent / 'mlflow.db'}"  # beside the comparison
+    parent = json.loads((comparison / "mlflow.json").read_text())
+    assert parent["tracking_uri"] == store
+    client = MlflowClient(store)
+    run = client.get_run(parent["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["compare.methods"] == '["fit", "batch", "loop"]'
+    logged = {a.path for a in client.list_artifacts(parent["run_id"])}
+    assert {"report.md", "report.html", "comparison.json", "plots"} <= logged
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert sorted(child.data.params["method"] for child in children) == ["batch", "fit", "loop"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.info.run_name == child.data.params["method"]  # the run directory's name
+        assert json.loads((comparison / child.info.run_name / "mlflow.json").read_text()) == {
+            "tracking_uri": store,
+            "run_id": child.info.run_id,
+        }
+        assert {"loss", "val_accuracy", "learning_rate", "epoch_seconds"} <= set(child.data.metrics)
 
 
 def test_report_html_renders_in_headless_chromium(comparison, tmp_path):
@@ -209,6 +239,7 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
             steps_per_execution="epoch", xla_optimizer=True, precision="mixed_bfloat16",
             step="/code/step.py:train_step", test_step="/code/step.py:test_step",
             loss="squared_hinge", weight_decay=0.01, stop_on="val_accuracy",
+            tracking=f"sqlite:///{tmp_path / 'mlflow.db'}",
         ),
         device=DeviceConfig(
             intra_op_threads=1, inter_op_threads=2, strategy="mirrored", cpu_devices=2,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import keras
 import numpy as np
 
-from trainways.config import ConfigError, RunConfig, TrainConfig, replace
+from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig, replace
 from trainways.steps import StepFn, check_step
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
@@ -77,6 +78,7 @@ def train(
     test_step: StepFn | None = None,
     config: TrainConfig | None = None,
     backend: str | None = None,
+    tracking: str | bool | None = None,
     **options: Any,
 ) -> keras.callbacks.History:
     """Train ``model`` with ``Model.fit``, a ``train_on_batch`` loop or a GradientTape loop.
@@ -112,6 +114,11 @@ def train(
         backend: The Keras backend to train on (``tensorflow``, ``jax``, ``torch``). Keras
             chooses its backend once, when it is imported: set ``KERAS_BACKEND`` before
             importing Keras (and trainways); this checks that the process runs on it.
+        tracking: Log the training to MLflow at this tracking URI (``True``:
+            ``$MLFLOW_TRACKING_URI``, else ``sqlite:///runs/mlflow.db``): the options as params,
+            each epoch's logs, ``learning_rate`` and ``epoch_seconds`` as metrics; the MLflow
+            run ends ``FINISHED``, or ``KILLED`` / ``FAILED`` if training stops with an error.
+            An unreachable store is one warning; training goes on (:mod:`trainways.tracking`).
         **options: Training options by name, over ``config``. ``seed`` also seeds Keras's
             random generators; ``deterministic`` turns on deterministic kernels. ``precision``
             and ``tensorboard`` belong to models and run directories that trainways builds:
@@ -127,6 +134,8 @@ def train(
         from trainways.backends import select
 
         select(backend)  # a process runs Keras on one backend: refused if it is another
+    if tracking not in (None, False):
+        options["tracking"] = TRACKING_AUTO if tracking is True else tracking
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
     for role, fn in (("step", step), ("test_step", test_step)):
@@ -160,9 +169,35 @@ def train(
         test_step=test_step,
     )
     callbacks = [*schedule_callbacks(as_run), *(callbacks or [])]
-    return get_trainer(config.method)(
-        model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
+    tracker = _tracker(config)
+    if tracker is None:
+        return get_trainer(config.method)(
+            model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
+        )
+    from trainways.tracking import FINISHED, status_of_error
+
+    try:
+        history = get_trainer(config.method)(
+            model, TrainData(train_ds, val_ds, clock=clock), spec, [*callbacks, tracker]
+        )
+    except BaseException as error:
+        tracker.run.end(status_of_error(error))
+        raise
+    tracker.run.end(FINISHED)
+    return history
+
+
+def _tracker(config: TrainConfig) -> keras.callbacks.Callback | None:
+    """The MLflow callback ``config.tracking`` asks for, its params the options."""
+    if config.tracking is None:
+        return None
+    from trainways.tracking import for_library, run_params
+
+    options = {key: value for key, value in asdict(config).items() if key != "tracking"}
+    params = run_params(
+        {"train": options}, backend=keras.backend.backend(), method=config.method, seed=config.seed
     )
+    return for_library(config.tracking, params=params)
 
 
 def _refuse_run_options(config: TrainConfig) -> None:

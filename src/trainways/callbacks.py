@@ -228,3 +228,54 @@ class HistoryCSV(keras.callbacks.CSVLogger):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         super().on_epoch_end(epoch + 1, logs)
+
+
+class MlflowTracking(keras.callbacks.Callback):
+    """Log training to MLflow: the run's params at the start, every epoch's metrics at its end.
+
+    Each epoch logs its logs (``loss``, the metrics, their ``val_`` twins), ``learning_rate``
+    and ``epoch_seconds``, with the 1-based epoch as the step; so every method, backend and
+    user loop logs the same keys. trainways adds it for ``--mlflow`` and ``tracking=``, and ends
+    the MLflow run itself once the run directory is complete (with its files and status); used
+    on its own, in anyone's ``Model.fit``, it ends the run ``FINISHED`` at the end of training::
+
+        model.fit(x, y, epochs=5, callbacks=[MlflowTracking("sqlite:///mlflow.db")])
+
+    Nothing MLflow does stops training: see :class:`trainways.tracking.TrackingStore`.
+
+    Args:
+        run: Where to log: a :class:`trainways.tracking.TrackedRun`, or a tracking URI for a
+            new run with no params.
+        end_with_training: End the MLflow run ``FINISHED`` at ``on_train_end``.
+    """
+
+    def __init__(self, run: Any, *, end_with_training: bool = True) -> None:
+        from trainways.tracking import TrackedRun
+
+        super().__init__()
+        self.run = TrackedRun(run) if isinstance(run, str) else run
+        self.end_with_training = end_with_training
+        self._started = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.run.open()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        from trainways.tracking import epoch_metrics
+
+        metrics = epoch_metrics(logs or {})
+        metrics["epoch_seconds"] = time.perf_counter() - self._started
+        # A schedule puts the rate in the logs; otherwise the optimizer knows it.
+        optimizer = getattr(self.model, "optimizer", None)
+        if "learning_rate" not in metrics and optimizer is not None:
+            metrics["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        self.run.log(epoch + 1, metrics)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.end_with_training:
+            from trainways.tracking import FINISHED
+
+            self.run.end(FINISHED)

@@ -87,6 +87,8 @@ def _add_config_options(
             if opt.choices:
                 kwargs["choices"] = opt.choices
                 kwargs.pop("metavar")
+            if opt.const is not None:
+                kwargs.update(nargs="?", const=opt.const)
         sections[opt.group].add_argument(opt.flag, **kwargs)
 
 
@@ -258,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, metavar="OUT", help="directory to create")
     _add_last_option(export)
     _add_verbose_option(export)
+
+    track = commands.add_parser(
+        "track",
+        help="log a finished run to MLflow (one trained untracked, or while MLflow was down)",
+        description="Log RUN_DIR to MLflow as --mlflow would have: params, per-epoch metrics, "
+        "artifacts, status. A run already logged there gets only the epochs it lacks.",
+    )
+    track.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    track.add_argument(
+        "--mlflow",
+        metavar="TRACKING_URI",
+        help="where to log (default: the URI the run recorded, else $MLFLOW_TRACKING_URI, "
+        "else sqlite:///<RUN_DIR's parent>/mlflow.db)",
+    )
 
     baseline = commands.add_parser(
         "baseline", help="the bar to beat: TF-IDF + LinearSVC on the same split, scored"
@@ -480,7 +496,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``trainways compare``: the methods side by side, with a report."""
-    from trainways import run
+    from trainways import run, tracking
     from trainways.compare import load_comparison_state, run_comparison
 
     if args.resume is not None:
@@ -508,9 +524,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         reuters = run.load_data(config.data)  # a bad --data fails here, before any directory
         run.check(config, reuters)
         run.check_model(config, reuters)  # in this process only: the children set devices
-        out = rundir.prepare(
-            args.out or rundir.default_run_dir("compare"), overwrite=args.overwrite
-        )
+        out = Path(args.out or rundir.default_run_dir("compare"))
+        # One store for the comparison and its children, beside the comparison directory.
+        config = tracking.with_resolved_uri(config, out.parent)
+        out = rundir.prepare(out, overwrite=args.overwrite)
     run.configure_logging(None, quiet=args.quiet)
     return run_comparison(
         out,
@@ -521,6 +538,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         backends=backends,
     )
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    """``trainways track RUN_DIR``: log a finished run to MLflow after the fact."""
+    from trainways import tracking
+
+    uri, run_id, epochs = tracking.upload(args.run_dir, args.mlflow)
+    print(f"{args.run_dir}: MLflow run {run_id} at {uri} ({epochs} epoch(s) logged now)")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -546,9 +572,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     config, reuters = _checked_data(args)
     if args.json is not None:
         _require_writable(args.json)
-    result = tfidf_svm(
-        reuters, max_len=config.max_len, validation_split=config.validation_split
-    )
+    result = tfidf_svm(reuters, max_len=config.max_len, validation_split=config.validation_split)
     figures = result.to_dict()
     print(
         f"{figures['model']}: accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f} on "
@@ -562,7 +586,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 # Commands that never start Keras (nor TensorFlow): no backend to choose, answers at once.
-_KERAS_FREE_COMMANDS = ("data", "baseline")
+_KERAS_FREE_COMMANDS = ("data", "baseline", "track")
 
 
 def _checked_data(args: argparse.Namespace) -> tuple[DataConfig, Any]:
@@ -678,6 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainways`` console script; returns the exit status."""
     from trainways.data import DataError
     from trainways.inference import InferenceError
+    from trainways.tracking import TrackingError
 
     _quiet_tensorflow()
     parser = build_parser()
@@ -714,13 +739,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": cmd_compare,
         "data": cmd_data_info,
         "baseline": cmd_baseline,
+        "track": cmd_track,
     }
     try:
         return handlers[args.command](args)
     except ConfigError as error:
         print(f"{prog}: error: {_config_error(error)}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, DataError, InferenceError, rundir.RunDirError) as error:
+    except (UsageError, DataError, InferenceError, rundir.RunDirError, TrackingError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

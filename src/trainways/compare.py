@@ -9,15 +9,19 @@ the runs left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from trainways import rundir
 from trainways.config import RunConfig
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
 
 def tutorial_config(config: RunConfig, method: str) -> RunConfig:
@@ -81,9 +85,103 @@ def run_comparison(
     A run that already completed is kept; one that was interrupted is resumed; the rest are
     trained. So the same call continues an interrupted comparison.
 
+    With ``config.train.tracking`` (a resolved URI), the comparison is an MLflow run of its own
+    (recorded in ``out/mlflow.json``) with each child's run nested under it, and the report as
+    its artifacts.
+
     Returns:
         0, or the exit status of the first method that did not complete.
     """
+    tracker = _comparison_tracker(out, config, methods, tutorial=tutorial, backends=backends)
+    code = EXIT_FAILED
+    try:
+        with _parent_run(tracker):
+            code = _run_all(
+                out, config, methods, tutorial=tutorial, log=log, quiet=quiet, backends=backends
+            )
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        raise
+    finally:
+        if tracker is not None:
+            _end_comparison_run(tracker, out, code)
+    return code
+
+
+def _end_comparison_run(tracker: Any, out: Path, code: int) -> None:
+    """End the comparison's MLflow run as it ended: with the report, or stopped."""
+    from trainways.tracking import FAILED, FINISHED, KILLED
+
+    if code == 0:
+        tracker.end(FINISHED, [out / name for name in rundir.REPORT_ARTIFACTS])
+    else:  # a child stopped by a signal exits 130 or 143
+        tracker.end(KILLED if code in (130, 143) else FAILED)
+
+
+def _comparison_tracker(
+    out: Path,
+    config: RunConfig,
+    methods: tuple[str, ...],
+    *,
+    tutorial: bool,
+    backends: tuple[str, ...],
+) -> Any:
+    """The comparison's own MLflow run (its params: the shared configuration and what is
+    compared), opened; ``None`` without tracking."""
+    if config.train.tracking is None:
+        return None
+    from trainways.tracking import TrackedRun, run_params
+
+    params = run_params(
+        {
+            **config.to_dict(),
+            "compare": {"methods": list(methods), "backends": list(backends), "tutorial": tutorial},
+        },
+        backend=",".join(backends) or config.device.backend,
+        method=",".join(methods),
+        seed=config.train.seed,
+    )
+    tracker = TrackedRun(
+        config.train.tracking,
+        params=params,
+        run_name=out.name,
+        run_dir=out,
+        warn=lambda message: print(f"trainways compare: warning: {message}", file=sys.stderr),
+    )
+    tracker.open()
+    return tracker
+
+
+@contextlib.contextmanager
+def _parent_run(tracker: Any) -> Iterator[None]:
+    """Children started inside nest their MLflow runs under the comparison's."""
+    from trainways.tracking import PARENT_RUN_ENV
+
+    if tracker is None or tracker.run_id is None:
+        yield
+        return
+    previous = os.environ.get(PARENT_RUN_ENV)
+    os.environ[PARENT_RUN_ENV] = tracker.run_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PARENT_RUN_ENV, None)
+        else:
+            os.environ[PARENT_RUN_ENV] = previous
+
+
+def _run_all(
+    out: Path,
+    config: RunConfig,
+    methods: tuple[str, ...],
+    *,
+    tutorial: bool,
+    log: Any,
+    quiet: bool,
+    backends: tuple[str, ...],
+) -> int:
+    """:func:`run_comparison` without the tracking."""
     state_path = out / rundir.COMPARE_STATE
     state = rundir.read_json(state_path) if state_path.is_file() else {}
     state.update(

@@ -27,6 +27,8 @@ BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 STOP_ON: tuple[str, ...] = ("val_loss", "val_accuracy")
 LOSSES: tuple[str, ...] = ("crossentropy", "hinge", "squared_hinge")
+# --mlflow without a URI: $MLFLOW_TRACKING_URI, else a SQLite store beside the runs.
+TRACKING_AUTO = "auto"
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,7 @@ def option(
     metavar: str | None = None,
     choices: tuple[str, ...] | None = None,
     resumable: bool = False,
+    const: Any = None,
 ) -> Any:
     """A dataclass field that the command line can set.
 
@@ -66,6 +69,7 @@ def option(
         metavar: Placeholder shown in ``--help``.
         choices: The allowed values, for ``--help`` and argparse.
         resumable: Whether ``--resume`` may change it (devices, the data's location).
+        const: The value of the flag given without one (its value is then optional).
     """
     metadata = {
         "flag": flag,
@@ -75,6 +79,7 @@ def option(
         "metavar": metavar,
         "choices": choices,
         "resumable": resumable,
+        "const": const,
     }
     return field(default=default, metadata=metadata)
 
@@ -375,6 +380,9 @@ class TrainConfig:
             ``val_accuracy`` (higher is better).
         tensorboard: Write TensorBoard logs (per-epoch scalars, learning rate) into the run
             directory's ``tensorboard/``.
+        tracking: Log the run to MLflow at this tracking URI (:mod:`trainways.tracking`);
+            ``"auto"`` is ``$MLFLOW_TRACKING_URI`` or a SQLite store beside the runs (a run
+            records the URI it resolved to); ``None`` tracks nothing.
         jit_compile: Compile the step functions with XLA. One explicit value for all methods,
             since Keras's ``"auto"`` would turn XLA on for ``fit`` on a GPU but not for a
             hand-written loop.
@@ -510,6 +518,16 @@ class TrainConfig:
         group="output",
         help="write TensorBoard logs to RUN_DIR/tensorboard (view: tensorboard --logdir RUN_DIR)",
     )
+    tracking: str | None = option(
+        None,
+        flag="--mlflow",
+        parse=str,
+        const=TRACKING_AUTO,
+        metavar="TRACKING_URI",
+        group="output",
+        help="log the run to MLflow: params, per-epoch metrics, artifacts (without a URI: "
+        "$MLFLOW_TRACKING_URI, else sqlite:///<runs>/mlflow.db beside the run directories)",
+    )
     jit_compile: bool = option(
         False,
         flag="--xla",
@@ -559,6 +577,14 @@ class TrainConfig:
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("stop_on", self.stop_on, STOP_ON)
         _positive("weight_decay", self.weight_decay)
+        if self.tracking is not None and (
+            not isinstance(self.tracking, str) or not self.tracking.strip()
+        ):
+            raise ConfigError(
+                f"tracking {self.tracking!r} is not a tracking URI: give one "
+                "(sqlite:///runs/mlflow.db, http://host:5000) or 'auto'",
+                keys=("tracking",),
+            )
         _fraction("label_smoothing", self.label_smoothing)
         _one_of("loss", self.loss, LOSSES)
         if self.label_smoothing and self.loss != "crossentropy":
@@ -884,6 +910,7 @@ class Option:
     choices: tuple[str, ...] | None
     resumable: bool
     default: Any
+    const: Any = None
 
     @property
     def dest(self) -> str:
@@ -909,6 +936,7 @@ def options() -> Iterator[Option]:
                 choices=meta["choices"],
                 resumable=meta["resumable"],
                 default=f.default,
+                const=meta["const"],
             )
 
 

@@ -91,7 +91,9 @@ def evaluate(
         run_dir: A completed run.
         data: Where to read the data now (default: where the run read it).
         last: Evaluate the last epoch's model instead of the best one.
-        write: Also write ``evaluation.json`` and the confusion matrix (PNG and SVG) into the run.
+        write: Also write ``evaluation.json`` and the confusion matrix (PNG and SVG) into the run,
+            and, for a run tracked in MLflow, add them and the ``test_*`` figures to its MLflow
+            run (:func:`trainways.tracking.log_evaluation`; a failure there is a warning).
 
     Returns:
         The figures, as written to ``evaluation.json`` (``model``: the file evaluated).
@@ -136,6 +138,9 @@ def evaluate(
                 reuters.topics,
                 run_dir / f"{rundir.CONFUSION}.{suffix}",
             )
+        from trainways.tracking import log_evaluation
+
+        log_evaluation(run_dir, figures)
     return figures
 
 

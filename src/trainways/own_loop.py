@@ -62,6 +62,9 @@ class Loop:
         verbose: Print the epoch lines (and a progress bar on a terminal).
         optimizers: Optimizers your step applies besides ``model.optimizer``: checkpointed too
             (build them before the loop, so that a resumed run can restore them).
+        tracking: Log the run to MLflow at this tracking URI (``True``:
+            ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside ``out``, or in ``runs/``), as
+            ``trainways train --mlflow`` does; a resumed run continues its MLflow run.
 
     Attributes:
         model: The model being trained.
@@ -88,6 +91,7 @@ class Loop:
         out: str | Path | None = None,
         verbose: bool = True,
         optimizers: Sequence[keras.optimizers.Optimizer] = (),
+        tracking: str | bool | None = None,
     ) -> None:
         from trainways import run
         from trainways.backends import current
@@ -149,6 +153,8 @@ class Loop:
         self._extra_optimizers = tuple(optimizers)
         self._verbose = verbose
         self._user_callbacks = list(callbacks or [])
+        self._tracking = tracking if tracking is not False else None
+        self._tracker: Any = None
         self._setup_callbacks(epochs)
         # Where the user is: None outside epochs(), else the epoch; the batch being trained.
         self._epoch: int | None = None
@@ -201,6 +207,7 @@ class Loop:
         out = self._out
         if out is None:
             run.configure_logging(None, quiet=not self._verbose)
+            self._tracker = self._make_tracker()
             callbacks = [
                 tw_callbacks.StopOnSignal(),
                 tw_callbacks.StopOnNonFiniteLoss(),
@@ -208,6 +215,7 @@ class Loop:
             ]
             if self._verbose:
                 callbacks.append(tw_callbacks.EpochLogger())
+            callbacks += [self._tracker] if self._tracker is not None else []
             self._checkpointer = self._timer = None
         else:
             run.configure_logging(out / rundir.LOG, quiet=not self._verbose)
@@ -216,6 +224,7 @@ class Loop:
                 {"loop": {"epochs": epochs, **_loop_settings(self._config), "script": _script()}},
             )
             rundir.set_status(out, rundir.RUNNING, epochs_completed=self._first_epoch)
+            self._tracker = self._make_tracker()
             callbacks, self._checkpointer, self._timer, _ = run.training_callbacks(
                 out,
                 self._config,
@@ -225,6 +234,7 @@ class Loop:
                 user_callbacks=tuple(self._user_callbacks),
                 # No best.keras: what is "best" depends on what the user logs (own-loop.md).
                 best_monitor=None,
+                tracker=self._tracker,
             )
         self._callbacks = keras.callbacks.CallbackList(
             callbacks,
@@ -236,6 +246,21 @@ class Loop:
             steps=self._steps,
         )
         self._epochs = epochs
+
+    def _make_tracker(self) -> Any:
+        """The MLflow callback ``tracking`` asks for (its params: the run's config.json)."""
+        if self._tracking is None:
+            return None
+        from trainways.tracking import for_library, params_of_run_dir, run_params
+
+        if self._out is not None:
+            params = params_of_run_dir(self._out)
+        else:
+            loop = _loop_settings(self._config)
+            params = run_params(
+                {"loop": loop}, backend=loop["backend"], method="loop", seed=loop["seed"]
+            )
+        return for_library(self._tracking, params=params, run_dir=self._out)
 
     # ----------------------------------------------------------------- what the user drives
 
@@ -416,17 +441,28 @@ class Loop:
 
         if self._out is None:
             run.LOG.error("stopped: %s", stop)
+            if self._tracker is not None:
+                from trainways.tracking import status_of_error
+
+                self._tracker.run.end(status_of_error(stop))
             return (
                 run.EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
                 if isinstance(stop, tw_callbacks.Interrupted)
                 else EXIT_FAILED
             )
-        return run.record_stop(
+        code = run.record_stop(
             self._out, self._config, stop, resume=f"python {_script()} (Loop resumes {self._out})"
         )
+        if self._tracker is not None:
+            self._tracker.run.end_as_run_dir()
+        return code
 
     def _finish(self) -> None:
         if self._out is None:
+            if self._tracker is not None:
+                from trainways.tracking import FINISHED
+
+                self._tracker.run.end(FINISHED)
             return
         from trainways import run
         from trainways.report import summarize_history
@@ -442,12 +478,18 @@ class Loop:
         )
         rundir.write_json(out / rundir.METRICS, summary)
         rundir.set_status(out, rundir.COMPLETED, epochs_completed=len(history.get("loss", [])))
+        if self._tracker is not None:
+            self._tracker.run.end_as_run_dir()
         run.LOG.info("run saved in %s", out)
         run.configure_logging(None, quiet=True)
 
 
 def _loop_settings(config: RunConfig) -> dict[str, Any]:
-    return {"batch_size": config.train.batch_size, "seed": config.train.seed}
+    return {
+        "batch_size": config.train.batch_size,
+        "seed": config.train.seed,
+        "backend": keras.backend.backend(),
+    }
 
 
 def _script() -> str:

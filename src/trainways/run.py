@@ -39,7 +39,7 @@ from typing import Any
 import keras
 
 from trainways import callbacks as tw_callbacks
-from trainways import checkpoint, rundir
+from trainways import checkpoint, rundir, tracking
 from trainways.config import ConfigError, DataConfig, RunConfig, apply_options, is_code_ref
 from trainways.report import summarize_history
 from trainways.steps import extra_optimizers, load_step
@@ -361,7 +361,10 @@ def train(
     check_model(config, reuters, devices)
     if not _is_chief(config):
         return _as_worker(config, reuters, devices, quiet=quiet)
-    out = rundir.prepare(out or rundir.default_run_dir(config.train.method), overwrite=overwrite)
+    out = Path(out or rundir.default_run_dir(config.train.method))
+    # Resolved beside the run directories, and recorded: a resumed run logs to the same store.
+    config = tracking.with_resolved_uri(config, out.parent)
+    out = rundir.prepare(out, overwrite=overwrite)
     rundir.write_json(out / rundir.CONFIG, config.to_dict())
     return _start(out, config, reuters, devices, quiet=quiet)
 
@@ -452,6 +455,7 @@ def _as_worker(
     temporary directory that is removed when it exits.
     """
     scratch = Path(tempfile.mkdtemp(prefix="trainways-worker-"))
+    config = replace(config, train=replace(config.train, tracking=None))  # the chief tracks
     try:
         rundir.write_json(scratch / rundir.CONFIG, config.to_dict())
         configure_logging(scratch / rundir.LOG, quiet=quiet)
@@ -471,12 +475,16 @@ def _start(
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None = None,
 ) -> int:
-    """Train, keeping ``status.json`` truthful whatever happens."""
+    """Train, keeping ``status.json`` truthful whatever happens, and the MLflow run (with
+    ``--mlflow``) ending as ``status.json`` does."""
     first_epoch = resume_from.epoch if resume_from else 0
     rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
     configure_logging(out / rundir.LOG, quiet=quiet)
+    tracker = tracking.for_run(out, config, warn=_warner(quiet))
     try:
-        return _train(out, config, reuters, devices, quiet=quiet, resume_from=resume_from)
+        return _train(
+            out, config, reuters, devices, quiet=quiet, resume_from=resume_from, tracker=tracker
+        )
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         rundir.set_status(out, rundir.INTERRUPTED, resume=rundir.resume_command(out))
         LOG.info("interrupted; resume with: %s", rundir.resume_command(out))
@@ -484,6 +492,20 @@ def _start(
     except BaseException as error:
         rundir.set_status(out, rundir.FAILED, error=_one_line(error))
         raise
+    finally:
+        if tracker is not None:
+            tracker.run.end_as_run_dir()
+
+
+def _warner(quiet: bool) -> Any:
+    """A warning for the log, and for stderr too when the log is not printed."""
+
+    def warn(message: str) -> None:
+        LOG.warning(message)
+        if quiet:
+            _warn_stderr(message)
+
+    return warn
 
 
 # --------------------------------------------------------------------------- one run
@@ -497,6 +519,7 @@ def _train(
     *,
     quiet: bool,
     resume_from: checkpoint.Checkpoint | None,
+    tracker: keras.callbacks.Callback | None = None,
 ) -> int:
     """Train into ``out`` and record the outcome; return the exit status.
 
@@ -514,6 +537,7 @@ def _train(
         quiet,
         resume_from,
         extra_optimizers(training.spec.train_step, training.spec.test_step),
+        tracker=tracker,
     )
     started = time.perf_counter()
     try:
@@ -597,6 +621,7 @@ def training_callbacks(
     *,
     user_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     best_monitor: tuple[str, str] | None = ("val_accuracy", "max"),
+    tracker: keras.callbacks.Callback | None = None,
 ) -> tuple[
     list[keras.callbacks.Callback],
     checkpoint.EpochCheckpoint,
@@ -606,7 +631,9 @@ def training_callbacks(
     """The run's callbacks, in the order they must run, and the ones :func:`_train` reads.
 
     ``user_callbacks`` (a :class:`trainways.Loop`'s) run after the schedule and are checkpointed
-    like it; ``best_monitor`` is ``best.keras``'s ``(monitor, mode)``, or ``None`` for none.
+    like it; ``best_monitor`` is ``best.keras``'s ``(monitor, mode)``, or ``None`` for none;
+    ``tracker`` (:class:`trainways.callbacks.MlflowTracking`) runs after the checkpoint, so MLflow
+    gets an epoch once it is checkpointed (a resumed run logs from ``history.csv`` what it lacks).
     """
     schedule = [*schedule_callbacks(config), *user_callbacks]
     timer = tw_callbacks.EpochLogger()
@@ -646,7 +673,8 @@ def training_callbacks(
     callbacks += [
         tw_callbacks.HistoryCSV(str(out / rundir.HISTORY), append=resume_from is not None),
         *best,
-        checkpointer,  # last: it saves the state the callbacks before it have just updated
+        checkpointer,  # it saves the state the callbacks before it have just updated
+        *([tracker] if tracker is not None else []),
     ]
     return callbacks, checkpointer, timer, signals
 

@@ -15,6 +15,11 @@ Layout::
     confusion_matrix.png / .svg   its confusion matrix
     checkpoints/    the last two epoch-end checkpoints (format: :mod:`trainways.checkpoint`)
     tensorboard/    TensorBoard logs, with ``--tensorboard``
+    mlflow.json     with ``--mlflow``: the tracking URI and the MLflow run this run logs to
+                    (``--resume`` continues that run)
+
+Beside the run directories (their parent), ``--mlflow`` without a URI keeps its SQLite store
+``mlflow.db`` and the runs' artifacts in ``mlartifacts/``.
 
 A comparison directory (``trainways compare``) holds one run directory per method, and::
 
@@ -54,6 +59,10 @@ EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 FIRST_EPOCH = "first_epoch.npz"
+TRACKING = "mlflow.json"
+# Beside the run directories: the default MLflow store and its artifacts.
+TRACKING_STORE = "mlflow.db"
+TRACKING_ARTIFACTS = "mlartifacts"
 
 COMPARE_STATE = "compare.json"
 COMPARE_CONFIGS = "configs"
@@ -63,6 +72,12 @@ COMPARISON = "comparison.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS = "plots"
+
+# What a tracked run uploads as MLflow artifacts (those that exist): the run's record, the
+# evaluation's once it is evaluated, and a comparison's report.
+RUN_ARTIFACTS = (CONFIG, HISTORY, METRICS, BEST, LOG)
+EVALUATION_ARTIFACTS = (EVALUATION, f"{CONFUSION}.png", f"{CONFUSION}.svg")
+REPORT_ARTIFACTS = (REPORT_MD, REPORT_HTML, COMPARISON, PLOTS)
 
 RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
 
@@ -117,6 +132,7 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
             ENCODER,
             EVALUATION,
             FIRST_EPOCH,
+            TRACKING,  # an old run's MLflow run must not be continued by this one
             f"{CONFUSION}.png",
             f"{CONFUSION}.svg",
         )
@@ -232,6 +248,18 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
     frame = pd.read_csv(Path(path) / HISTORY)
     return {column: frame[column].tolist() for column in frame.columns if column != "epoch"}
+
+
+def read_tracking(path: Path) -> dict[str, Any] | None:
+    """The run's ``mlflow.json`` (``tracking_uri``, ``experiment_id``, ``run_id``), or ``None``
+    if the run was never logged to MLflow."""
+    record = Path(path) / TRACKING
+    return read_json(record) if record.is_file() else None
+
+
+def write_tracking(path: Path, record: Mapping[str, Any]) -> None:
+    """Record which MLflow run the run in ``path`` logs to."""
+    write_json(Path(path) / TRACKING, dict(record))
 
 
 def comparison_config(out: Path, method: str) -> Path:
