@@ -82,6 +82,7 @@ def _non_default(opt):
         "train.label_smoothing": 0.1,
         "train.weight_decay": 0.01,
         "train.stop_on": "val_accuracy",
+        "train.tracking": "http://127.0.0.1:5000",
         "data.validation_split": 0.2,
         "model.dropout": 0.25,
         "train.method": "loop",

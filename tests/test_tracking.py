@@ -262,7 +262,7 @@ def test_a_server_stopped_mid_run_costs_one_warning_and_track_uploads_the_rest(
     run_dir, marker, release = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
     try:
         child = children.spawn(
-            *train_args(corpus, run_dir, "batch", 3, *SMALL, "--mlflow", server.uri),
+            *train_args(corpus, run_dir, "batch", EPOCHS, *SMALL, "--mlflow", server.uri),
             pause_at="2:0",
             marker=marker,
             env={"TRAINWAYS_TEST_PAUSE_RELEASE": str(release)},
@@ -281,7 +281,7 @@ def test_a_server_stopped_mid_run_costs_one_warning_and_track_uploads_the_rest(
     assert len(warnings) == 1, child.stderr_text[-3000:]
     assert f"trainways track {run_dir}" in warnings[0]
     assert read_status(run_dir)["state"] == "completed"
-    assert len(read_history(run_dir)) == 3
+    assert len(read_history(run_dir)) == EPOCHS
     assert all((run_dir / name).is_file() for name in (rundir.MODEL, rundir.BEST, rundir.METRICS))
 
     server.start()  # the same store, on the same port the run recorded
