@@ -358,6 +358,19 @@ def test_without_mlflow_installed_tracking_is_refused_before_the_run_exists(
 # --------------------------------------------------------------------------- the library
 
 
+def _toy_model(length: int) -> keras.Model:
+    """A small classifier of ``helpers.toy_problem``'s sequences (6 classes), seeded."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((length,), dtype="int32"),
+            keras.layers.Embedding(40, 4),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(6, activation="softmax"),
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def library_store(tmp_path_factory) -> str:
     return sqlite(tmp_path_factory.mktemp("library") / "mlflow.db")
@@ -367,15 +380,7 @@ def library_store(tmp_path_factory) -> str:
 def test_the_library_logs_the_same_keys_for_every_method(method, library_store):
     store = library_store
     x, y = toy_problem(n=96)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((x.shape[1],), dtype="int32"),
-            keras.layers.Embedding(40, 4),
-            keras.layers.GlobalAveragePooling1D(),
-            keras.layers.Dense(6, activation="softmax"),
-        ]
-    )
+    model = _toy_model(x.shape[1])
     history = trainways.train(
         model, x[:64], y[:64], validation_data=(x[64:], y[64:]), method=method, epochs=2,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], seed=0,
@@ -398,15 +403,7 @@ def test_a_users_loop_logs_like_a_run_and_resumes_its_mlflow_run(store, tmp_path
     out = tmp_path / "own"
 
     def train(stop_after: int | None) -> trainways.Loop:
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [
-                keras.Input((x.shape[1],), dtype="int32"),
-                keras.layers.Embedding(40, 4),
-                keras.layers.GlobalAveragePooling1D(),
-                keras.layers.Dense(6, activation="softmax"),
-            ]
-        )
+        model = _toy_model(x.shape[1])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         loop = trainways.Loop(
             model, x[:64], y[:64], validation_data=(x[64:], y[64:]), epochs=3, seed=0, out=out,
@@ -440,15 +437,7 @@ def test_a_users_loop_logs_like_a_run_and_resumes_its_mlflow_run(store, tmp_path
 
 def test_the_callback_logs_a_plain_keras_fit(tmp_path):
     x, y = toy_problem(n=64)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((x.shape[1],), dtype="int32"),
-            keras.layers.Embedding(40, 4),
-            keras.layers.GlobalAveragePooling1D(),
-            keras.layers.Dense(6, activation="softmax"),
-        ]
-    )
+    model = _toy_model(x.shape[1])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     tracker = tw_callbacks.MlflowTracking(sqlite(tmp_path / "plain.db"))
     model.fit(x, y, epochs=2, verbose=0, callbacks=[tracker])
