@@ -170,20 +170,22 @@ def train(
     )
     callbacks = [*schedule_callbacks(as_run), *(callbacks or [])]
     tracker = _tracker(config)
-    if tracker is None:
-        return get_trainer(config.method)(
-            model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
-        )
-    from trainways.tracking import FINISHED, status_of_error
-
+    if tracker is not None:
+        callbacks.append(tracker)  # last: it logs the epoch the callbacks before it finished
     try:
         history = get_trainer(config.method)(
-            model, TrainData(train_ds, val_ds, clock=clock), spec, [*callbacks, tracker]
+            model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
         )
     except BaseException as error:
-        tracker.run.end(status_of_error(error))
+        if tracker is not None:
+            from trainways.tracking import status_of_error
+
+            tracker.run.end(status_of_error(error))
         raise
-    tracker.run.end(FINISHED)
+    if tracker is not None:
+        from trainways.tracking import FINISHED
+
+        tracker.run.end(FINISHED)
     return history
 
 

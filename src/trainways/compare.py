@@ -21,8 +21,6 @@ from typing import Any
 from trainways import rundir
 from trainways.config import RunConfig
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
-
 
 def tutorial_config(config: RunConfig, method: str) -> RunConfig:
     """The tutorial chapter's own settings for ``method``: 10 epochs; LR halved at 5 for batch."""
@@ -92,6 +90,8 @@ def run_comparison(
     Returns:
         0, or the exit status of the first method that did not complete.
     """
+    from trainways.run import EXIT_FAILED, EXIT_INTERRUPTED
+
     tracker = _comparison_tracker(out, config, methods, tutorial=tutorial, backends=backends)
     code = EXIT_FAILED
     try:
@@ -110,12 +110,13 @@ def run_comparison(
 
 def _end_comparison_run(tracker: Any, out: Path, code: int) -> None:
     """End the comparison's MLflow run as it ended: with the report, or stopped."""
+    from trainways.run import EXIT_BY_SIGNAL
     from trainways.tracking import FAILED, FINISHED, KILLED
 
     if code == 0:
         tracker.end(FINISHED, [out / name for name in rundir.REPORT_ARTIFACTS])
-    else:  # a child stopped by a signal exits 130 or 143
-        tracker.end(KILLED if code in (130, 143) else FAILED)
+    else:  # a child stopped by SIGINT or SIGTERM exits with that signal's status
+        tracker.end(KILLED if code in EXIT_BY_SIGNAL.values() else FAILED)
 
 
 def _comparison_tracker(

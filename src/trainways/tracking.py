@@ -537,23 +537,24 @@ def for_library(
 # --------------------------------------------------------------------------- after the run
 
 
-def log_evaluation(run_dir: Path, figures: Mapping[str, Any], *, strict: bool = False) -> None:
+def log_evaluation(run_dir: Path, figures: Mapping[str, Any]) -> None:
     """Add ``trainways evaluate``'s figures to the run's MLflow run, if it has one: ``test_*``
-    metrics (at step 0), ``evaluation.json`` and the confusion matrix. A failure is one warning
-    (with ``strict``, a :class:`TrackingError`)."""
+    metrics (at step 0), ``evaluation.json`` and the confusion matrix. A failure is one warning."""
     record = rundir.read_tracking(run_dir)
-    if record is None:
-        return
-    store = TrackingStore(record["tracking_uri"], strict=strict)
+    if record is not None:
+        _log_evaluation(TrackingStore(record["tracking_uri"]), record["run_id"], run_dir, figures)
+
+
+def _log_evaluation(
+    store: TrackingStore, run_id: str, run_dir: Path, figures: Mapping[str, Any]
+) -> None:
     metrics = {
         f"test_{key}": float(figures[key])
         for key in ("loss", "accuracy", "top5_accuracy", "macro_f1", "weighted_f1")
         if key in figures
     }
-    store.log_epoch(record["run_id"], 0, metrics)
-    store.log_artifacts(
-        record["run_id"], [Path(run_dir) / name for name in rundir.EVALUATION_ARTIFACTS]
-    )
+    store.log_epoch(run_id, 0, metrics)
+    store.log_artifacts(run_id, [Path(run_dir) / name for name in rundir.EVALUATION_ARTIFACTS])
 
 
 def upload(run_dir: Path, uri: str | None = None) -> tuple[str, str, int]:
@@ -594,6 +595,7 @@ def upload(run_dir: Path, uri: str | None = None) -> tuple[str, str, int]:
     )
     tracker.open()
     if (run_dir / rundir.EVALUATION).is_file():
-        log_evaluation(run_dir, rundir.read_json(run_dir / rundir.EVALUATION), strict=True)
+        figures = rundir.read_json(run_dir / rundir.EVALUATION)
+        _log_evaluation(tracker.store, tracker.run_id, run_dir, figures)
     tracker.end_as_run_dir()
     return uri, tracker.run_id, tracker.caught_up
