@@ -16,6 +16,8 @@ from typing import Any
 
 import keras
 
+from trainways.stops import Interrupted, NonFiniteLoss
+
 LOG = logging.getLogger("trainways")
 
 _KEY_ORDER = ("loss", "accuracy", "top5_accuracy")
@@ -132,30 +134,6 @@ class HalveLearningRate(keras.callbacks.LearningRateScheduler):
 
     def _schedule(self, epoch: int, lr: float) -> float:
         return lr * 0.5 if epoch + 1 == self.at_epoch else lr
-
-
-class TrainingStopped(Exception):
-    """Raised by a callback to end training at once, without finishing the epoch.
-
-    ``model.stop_training`` would let the epoch run to its end (and be logged and checkpointed
-    as if complete); these stops must not.
-    """
-
-
-class Interrupted(TrainingStopped):
-    """SIGINT or SIGTERM arrived; training stopped at a batch boundary."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-
-
-class NonFiniteLoss(TrainingStopped):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, epoch: int, batch: int, value: float) -> None:
-        self.epoch, self.batch, self.value = epoch, batch, value
-        super().__init__(f"non-finite loss at epoch {epoch} batch {batch}")
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

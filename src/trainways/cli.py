@@ -32,10 +32,7 @@ from trainways.config import (
     flags_of,
     options,
 )
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+from trainways.stops import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE
 
 _GROUPS = {
     "data": "data",

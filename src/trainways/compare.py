@@ -90,7 +90,7 @@ def run_comparison(
     Returns:
         0, or the exit status of the first method that did not complete.
     """
-    from trainways.run import EXIT_FAILED, EXIT_INTERRUPTED
+    from trainways.stops import EXIT_FAILED, EXIT_INTERRUPTED
 
     tracker = _comparison_tracker(out, config, methods, tutorial=tutorial, backends=backends)
     code = EXIT_FAILED
@@ -110,13 +110,13 @@ def run_comparison(
 
 def _end_comparison_run(tracker: Any, out: Path, code: int) -> None:
     """End the comparison's MLflow run as it ended: with the report, or stopped."""
-    from trainways.run import EXIT_BY_SIGNAL
+    from trainways.stops import is_signal_status
     from trainways.tracking import FAILED, FINISHED, KILLED
 
     if code == 0:
         tracker.end(FINISHED, [out / name for name in rundir.REPORT_ARTIFACTS])
     else:  # a child stopped by SIGINT or SIGTERM exits with that signal's status
-        tracker.end(KILLED if code in EXIT_BY_SIGNAL.values() else FAILED)
+        tracker.end(KILLED if is_signal_status(code) else FAILED)
 
 
 def _comparison_tracker(

@@ -31,8 +31,7 @@ import numpy as np
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir, steps
 from trainways.config import ConfigError, RunConfig, TrainConfig
-
-EXIT_FAILED = 1
+from trainways.stops import TrainingStopped, exit_status
 
 
 class LoopError(RuntimeError):
@@ -433,10 +432,10 @@ class Loop:
         """Run a hook; a stop it raises is recorded and ends the process."""
         try:
             hook(*args)
-        except tw_callbacks.TrainingStopped as stop:
+        except TrainingStopped as stop:
             raise SystemExit(self._stopped(stop)) from None
 
-    def _stopped(self, stop: tw_callbacks.TrainingStopped) -> int:
+    def _stopped(self, stop: TrainingStopped) -> int:
         from trainways import run
 
         if self._out is None:
@@ -445,11 +444,7 @@ class Loop:
                 from trainways.tracking import status_of_error
 
                 self._tracker.run.end(status_of_error(stop))
-            return (
-                run.EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
-                if isinstance(stop, tw_callbacks.Interrupted)
-                else EXIT_FAILED
-            )
+            return exit_status(stop)
         code = run.record_stop(
             self._out, self._config, stop, resume=f"python {_script()} (Loop resumes {self._out})"
         )

@@ -43,12 +43,18 @@ from trainways import checkpoint, rundir, tracking
 from trainways.config import ConfigError, DataConfig, RunConfig, apply_options, is_code_ref
 from trainways.report import summarize_history
 from trainways.steps import extra_optimizers, load_step
+from trainways.stops import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Interrupted,
+    NonFiniteLoss,
+    TrainingStopped,
+    exit_status,
+)
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
 LOG = logging.getLogger("trainways")
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -545,7 +551,7 @@ def _train(
             get_trainer(config.train.method)(
                 training.model, training.data, training.spec, callbacks
             )
-    except tw_callbacks.TrainingStopped as stop:
+    except TrainingStopped as stop:
         return record_stop(out, config, stop)
     except Exception as error:
         from trainways.backends import current
@@ -689,14 +695,14 @@ def record_stop(
     latest = checkpoint.load_checkpoint(out, warn=LOG.warning)
     done = latest.epoch if latest else 0
     resume = resume or rundir.resume_command(out)
-    if isinstance(stop, tw_callbacks.Interrupted):
+    if isinstance(stop, Interrupted):
         name = signal.Signals(stop.signum).name
         rundir.set_status(
             out, rundir.INTERRUPTED, signal=name, epochs_completed=done, resume=resume
         )
         LOG.info("%s: stopped after %d complete epoch(s); resume with: %s", name, done, resume)
-        return EXIT_BY_SIGNAL.get(stop.signum, 128 + stop.signum)
-    if isinstance(stop, tw_callbacks.NonFiniteLoss):
+        return exit_status(stop)
+    if isinstance(stop, NonFiniteLoss):
         rundir.set_status(out, rundir.FAILED, error=str(stop), epochs_completed=done)
         kept = (
             f"the last good checkpoint (epoch {done}) is kept in {latest.path}"

@@ -92,7 +92,7 @@ def require_mlflow() -> None:
 def status_of_error(error: BaseException) -> str:
     """The MLflow status of a run that ``error`` ended: ``KILLED`` for a signal or Ctrl-C,
     else ``FAILED``."""
-    from trainways.callbacks import Interrupted
+    from trainways.stops import Interrupted
 
     return KILLED if isinstance(error, (KeyboardInterrupt, Interrupted)) else FAILED
 
