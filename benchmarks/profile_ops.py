@@ -37,8 +37,8 @@ def main() -> None:
     from trainways.backends.tensorflow.devices import configure_devices
     from trainways.config import RunConfig
     from trainways.data import load_reuters
-    from trainways.run import build_training, seed_everything
     from trainways.trainers import prepare
+    from trainways.training import build_training, seed_everything
 
     config = RunConfig.from_dict(
         {

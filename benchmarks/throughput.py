@@ -69,8 +69,8 @@ def _worker(config_json: str, data: str) -> None:
     from trainways.backends import current
     from trainways.callbacks import EpochLogger
     from trainways.data import load_reuters
-    from trainways.run import build_training, seed_everything
     from trainways.trainers import get_trainer
+    from trainways.training import build_training, seed_everything
 
     method = config.train.method
     current().devices.make_strategy(config.device)

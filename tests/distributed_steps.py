@@ -22,8 +22,8 @@ import tensorflow as tf
 
 from trainways.config import METHODS, RunConfig
 from trainways.data import load_reuters
-from trainways.run import build_training, seed_everything
 from trainways.trainers import get_trainer
+from trainways.training import build_training, seed_everything
 
 
 def _train(method: str, reuters, strategy, steps: int) -> list[np.ndarray]:

@@ -4,7 +4,7 @@
         python tests/pause_at_batch.py train ...
 
 Runs ``trainways.cli.main(argv)`` with one more callback in the run's list (it wraps
-``trainways.run.training_callbacks``; nothing in the package knows about it). When the first
+``trainways.lifecycle.RunLife.callbacks``; nothing in the package knows about it). When the first
 training batch numbered BATCH or later (0-based, as Keras counts) of epoch EPOCH (1-based) is
 about to start, it writes FILE and waits, so that a test can send a signal while the run stands at
 a known place in the middle of an epoch, with the epochs before it checkpointed.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import keras
 
-from trainways import run
 from trainways.cli import main
+from trainways.lifecycle import RunLife
 
 PAUSE_SECONDS = 120.0
 
@@ -59,14 +59,14 @@ def _with_pause(callbacks_of):
     marker = Path(os.environ["TRAINWAYS_TEST_PAUSE_MARKER"])
     release = os.environ.get("TRAINWAYS_TEST_PAUSE_RELEASE")
 
-    def wrapped(*args, **kwargs):
-        callbacks, checkpointer, timer, signals = callbacks_of(*args, **kwargs)
-        pause = PauseAtBatch(epoch, batch, marker, signals, Path(release) if release else None)
-        return [*callbacks, pause], checkpointer, timer, signals
+    def wrapped(life, *args, **kwargs):
+        callbacks = callbacks_of(life, *args, **kwargs)
+        pause = PauseAtBatch(epoch, batch, marker, life.signals, Path(release) if release else None)
+        return [*callbacks, pause]
 
     return wrapped
 
 
 if __name__ == "__main__":
-    run.training_callbacks = _with_pause(run.training_callbacks)
+    RunLife.callbacks = _with_pause(RunLife.callbacks)
     sys.exit(main(sys.argv[1:]))

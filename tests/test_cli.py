@@ -428,7 +428,7 @@ def test_a_resumed_run_keeps_every_epochs_time(corpus, tmp_path, monkeypatch):
     import keras
 
     from trainways import callbacks as tw_callbacks
-    from trainways import run as run_module
+    from trainways.lifecycle import RunLife
 
     class StopInEpoch2(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -438,16 +438,15 @@ def test_a_resumed_run_keeps_every_epochs_time(corpus, tmp_path, monkeypatch):
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
 
-    real = run_module.training_callbacks
+    real = RunLife.callbacks
 
-    def with_stop(*args, **kwargs):
-        callbacks, *rest = real(*args, **kwargs)
-        return ([StopInEpoch2(), *callbacks], *rest)
+    def with_stop(life, *args, **kwargs):
+        return [StopInEpoch2(), *real(life, *args, **kwargs)]
 
     out = tmp_path / "run"
-    monkeypatch.setattr(run_module, "training_callbacks", with_stop)
+    monkeypatch.setattr(RunLife, "callbacks", with_stop)
     assert _train(corpus, out, "--epochs", "3") == 130
-    monkeypatch.setattr(run_module, "training_callbacks", real)
+    monkeypatch.setattr(RunLife, "callbacks", real)
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     metrics = json.loads((out / rundir.METRICS).read_text())
     assert metrics["epochs"] == 3 and len(metrics["seconds_per_epoch"]) == 3

@@ -350,7 +350,7 @@ def test_resume_refuses_other_data_and_changes_nothing(
 
 
 def test_a_run_without_a_recorded_fingerprint_is_accepted(monkeypatch) -> None:
-    from trainways.run import check_run_data
+    from trainways.preflight import check_run_data
 
     found = Fingerprint(10, 20, "ab" * 32)
     reuters = SimpleNamespace(fingerprint=found, source="somewhere")

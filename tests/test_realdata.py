@@ -16,10 +16,10 @@ import keras
 import numpy as np
 import pytest
 
-from trainways import run
 from trainways.agreement import METRIC_TOLERANCE, WEIGHT_TOLERANCE, Agreement, compare
 from trainways.config import METHODS, RunConfig, TrainConfig
 from trainways.trainers import get_trainer
+from trainways.training import build_training, seed_everything
 
 from helpers import Spy
 
@@ -56,8 +56,8 @@ def ten_epochs(real_reuters) -> TenEpochs:
     first, final, histories, calls = {}, {}, {}, {}
     for method in METHODS:
         keras.backend.clear_session()  # the same variable paths in every method's model
-        run.seed_everything(config)
-        training = run.build_training(config, real_reuters)
+        seed_everything(config)
+        training = build_training(config, real_reuters)
         capture, spy = FirstEpochWeights(), Spy()
         history = get_trainer(method)(training.model, training.data, training.spec, [capture, spy])
         first[method] = capture.weights
@@ -80,8 +80,8 @@ def test_the_tutorial_step_as_a_users_step_equals_the_built_in_loop(ten_epochs, 
         train=TrainConfig(method="loop", epochs=1, seed=11, deterministic=True, step=step)
     )
     keras.backend.clear_session()
-    run.seed_everything(config)
-    training = run.build_training(config, real_reuters)
+    seed_everything(config)
+    training = build_training(config, real_reuters)
     history = get_trainer("loop")(training.model, training.data, training.spec, [])
     ours = [(v.path, np.array(v.numpy())) for v in training.model.weights]
     for (name, value), (expected_name, expected) in zip(

@@ -13,7 +13,7 @@ from trainways import rundir
 from trainways.cli import main
 from trainways.config import ConfigError, DataConfig, RunConfig, TrainConfig
 from trainways.data import DataError, held_out_wires, load_reuters, model_inputs
-from trainways.run import schedule_callbacks
+from trainways.training import schedule_callbacks
 
 from helpers import read_history, train_args
 

@@ -25,9 +25,10 @@ from mlflow import MlflowClient
 
 import trainways
 from trainways import callbacks as tw_callbacks
-from trainways import run, rundir
+from trainways import rundir
 from trainways.cli import build_parser, main
 from trainways.config import options
+from trainways.lifecycle import RunLife
 from trainways.tracking import resolve_uri
 
 from helpers import Children, read_history, read_status, toy_problem, train_args
@@ -153,13 +154,12 @@ def _interrupt_at(epoch: int, batch: int, monkeypatch):
             if self.epoch == epoch and index >= batch:
                 raise tw_callbacks.Interrupted(signal.SIGINT)
 
-    original = run.training_callbacks
+    original = RunLife.callbacks
 
-    def with_stop(*args, **kwargs):
-        callbacks, *rest = original(*args, **kwargs)
-        return [Stop(), *callbacks], *rest
+    def with_stop(life, *args, **kwargs):
+        return [Stop(), *original(life, *args, **kwargs)]
 
-    monkeypatch.setattr(run, "training_callbacks", with_stop)
+    monkeypatch.setattr(RunLife, "callbacks", with_stop)
 
 
 def test_an_interrupted_run_is_killed_in_mlflow_and_resume_continues_the_same_run(

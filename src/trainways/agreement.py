@@ -199,8 +199,9 @@ def measure(
         The agreement and each method's History.
     """
     from trainways import callbacks as tw_callbacks
-    from trainways import run
+    from trainways.lifecycle import LOG
     from trainways.trainers import get_trainer
+    from trainways.training import build_training, schedule_callbacks, seed_everything
 
     config = agreement_config(config)
     first, final, histories = {}, {}, {}
@@ -209,17 +210,17 @@ def measure(
         keras.backend.clear_session()
         # A user's step goes to the loop method only: fit and batch run their own.
         method_config = replace(config, train=config.train.for_method(method))
-        run.seed_everything(method_config)
-        training = run.build_training(method_config, reuters)
+        seed_everything(method_config)
+        training = build_training(method_config, reuters)
         capture = _FirstEpochWeights()
-        timer = tw_callbacks.EpochLogger(run.LOG.getChild(f"agree.{method}"))
+        timer = tw_callbacks.EpochLogger(LOG.getChild(f"agree.{method}"))
         history = get_trainer(method)(
             training.model,
             training.data,
             training.spec,
-            [*run.schedule_callbacks(method_config), capture, timer],
+            [*schedule_callbacks(method_config), capture, timer],
         )
-        run.LOG.info(
+        LOG.info(
             "%s: %d epoch(s) in %.1f s", method, len(timer.epoch_seconds), sum(timer.epoch_seconds)
         )
         first[method] = capture.weights
@@ -309,10 +310,10 @@ class BackendAgreement:
 def save_initial_weights(config: RunConfig, reuters: Any, path: Path) -> None:
     """The model ``config`` builds from its seed, its weights saved to ``path``
     (``.weights.h5``: backend-independent, so every backend can start from them)."""
-    from trainways import run
     from trainways.model import build_model
+    from trainways.training import seed_everything
 
-    run.seed_everything(config)
+    seed_everything(config)
     model = build_model(
         config.model,
         vocab_size=reuters.vocab_size,

@@ -10,8 +10,10 @@ import keras
 import numpy as np
 
 from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig, replace
+from trainways.lifecycle import RunLife
 from trainways.steps import StepFn, check_step
-from trainways.trainers import TrainData, TrainSpec, get_trainer
+from trainways.trainers import TrainData, get_trainer
+from trainways.training import make_spec, schedule_callbacks, seed_everything
 
 
 def _fresh_metric(metric: str | keras.metrics.Metric) -> keras.metrics.Metric:
@@ -141,8 +143,6 @@ def train(
     for role, fn in (("step", step), ("test_step", test_step)):
         if fn is not None:
             check_step(fn, role=role)
-    from trainways.run import schedule_callbacks, seed_everything
-
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
     batch_size = config.batch_size
@@ -158,34 +158,28 @@ def train(
             val_x, val_y, batch_size=batch_size, shuffle=False, seed=None, role="validation_data"
         )
     metric_list = list(metrics)
-    spec = TrainSpec(
-        epochs=config.epochs,
+    spec = make_spec(
+        config,
         loss=_as_loss(loss),
         optimizer=_as_optimizer(optimizer, config, "learning_rate" in options),
         metrics=lambda: [_fresh_metric(m) for m in metric_list],
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
         train_step=step,
         test_step=test_step,
     )
-    callbacks = [*schedule_callbacks(as_run), *(callbacks or [])]
-    tracker = _tracker(config)
-    if tracker is not None:
-        callbacks.append(tracker)  # last: it logs the epoch the callbacks before it finished
-    try:
+    life = RunLife(None, as_run, quiet=True)
+    life.start(lambda: _tracker(config), log=False)  # a library leaves logging to its user
+    # The library call leaves signals, NaN stops and epoch lines to its user's callbacks.
+    all_callbacks = life.callbacks([*schedule_callbacks(as_run), *(callbacks or [])], guards=False)
+    history: keras.callbacks.History | None = None
+
+    def train_model() -> None:
+        nonlocal history
         history = get_trainer(config.method)(
-            model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
+            model, TrainData(train_ds, val_ds, clock=clock), spec, all_callbacks
         )
-    except BaseException as error:
-        if tracker is not None:
-            from trainways.tracking import status_of_error
 
-            tracker.run.end(status_of_error(error))
-        raise
-    if tracker is not None:
-        from trainways.tracking import FINISHED
-
-        tracker.run.end(FINISHED)
+    life.run(train_model)
+    assert history is not None
     return history
 
 

@@ -350,21 +350,25 @@ def _backend_list(text: str) -> tuple[str, ...]:
 
 def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
-    from trainways import run
     from trainways.agreement import agreement_config, format_agreement, measure
+    from trainways.lifecycle import LOG, configure_logging
+    from trainways.preflight import preflight
 
-    config = agreement_config(run.with_backend(run.with_seed(config_from_args(args))))
-    reuters = run.load_data(config.data)
-    run.check(config, reuters)
+    config = agreement_config(config_from_args(args))
+    if args.backends:
+        if config.train.step or config.train.test_step:
+            raise UsageError("--backends compares fit on each backend: drop --step / --test-step")
+        config = replace(config, train=replace(config.train, method="fit"))
+    # With --backends, each backend trains in a child process that sets its own devices up.
+    prepared = preflight(config, devices=not args.backends)
     if args.json is not None:
         _require_writable(args.json)
     if args.backends:
-        return _agree_backends(args, config, reuters)
-    devices = run.make_devices(config)
-    run.check_model(config, reuters, devices)
-    run.configure_logging(None, quiet=args.quiet)
-    run.LOG.info("device: %s", devices.description)
-    run.LOG.info("data:   %s", reuters.source)
+        return _agree_backends(args, prepared.config, prepared.reuters)
+    config, reuters, devices = prepared.config, prepared.reuters, prepared.devices
+    configure_logging(None, quiet=args.quiet)
+    LOG.info("device: %s", devices.description)
+    LOG.info("data:   %s", reuters.source)
     agreement, histories = measure(config, reuters)
     print(f"seed: {config.train.seed} (op determinism on)")
     for role in ("step", "test_step"):
@@ -384,17 +388,13 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
 def _agree_backends(args: argparse.Namespace, config: RunConfig, reuters: Any) -> int:
     """``trainways agree --backends``: fit on each backend, from the same initial weights."""
-    from trainways import run
     from trainways.agreement import BackendFailed, format_backend_agreement, measure_backends
+    from trainways.lifecycle import LOG, configure_logging
 
-    if config.train.step or config.train.test_step:
-        raise UsageError("--backends compares fit on each backend: drop --step / --test-step")
-    config = replace(config, train=replace(config.train, method="fit"))
-    run.check_model(config, reuters)
-    run.configure_logging(None, quiet=args.quiet)
+    configure_logging(None, quiet=args.quiet)
     work = Path(tempfile.mkdtemp(prefix="trainways-agree-"))
     try:
-        agreement = measure_backends(config, reuters, args.backends, work, log=run.LOG.info)
+        agreement = measure_backends(config, reuters, args.backends, work, log=LOG.info)
     except BackendFailed as error:
         raise UsageError(str(error)) from None  # its log stays, in work
     shutil.rmtree(work)
@@ -493,8 +493,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``trainways compare``: the methods side by side, with a report."""
-    from trainways import run, tracking
+    from trainways import tracking
     from trainways.compare import load_comparison_state, run_comparison
+    from trainways.lifecycle import LOG, configure_logging
+    from trainways.preflight import preflight
 
     if args.resume is not None:
         given = bool(args.methods or args.backends or args.tutorial or args.out)
@@ -508,7 +510,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         methods, tutorial = tuple(state["methods"]), bool(state["tutorial"])
         backends = tuple(state.get("backends") or ())
     else:
-        config = run.with_backend(run.with_seed(config_from_args(args)))
+        config = config_from_args(args)
         methods, tutorial = args.methods or METHODS, args.tutorial
         backends = args.backends or ()
         if backends:
@@ -518,20 +520,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     "without --tutorial"
                 )
             methods = args.methods or ("fit",)
-        reuters = run.load_data(config.data)  # a bad --data fails here, before any directory
-        run.check(config, reuters)
-        run.check_model(config, reuters)  # in this process only: the children set devices
+        # A bad --data or model fails here, before any directory; the children set devices.
+        config = preflight(config, devices=False).config
         out = Path(args.out or rundir.default_run_dir("compare"))
         # One store for the comparison and its children, beside the comparison directory.
         config = tracking.with_resolved_uri(config, out.parent)
         out = rundir.prepare(out, overwrite=args.overwrite)
-    run.configure_logging(None, quiet=args.quiet)
+    configure_logging(None, quiet=args.quiet)
     return run_comparison(
         out,
         config,
         methods,
         tutorial=tutorial,
-        log=run.LOG.info,
+        log=LOG.info,
         quiet=args.quiet,
         backends=backends,
     )

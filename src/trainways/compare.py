@@ -242,7 +242,7 @@ def baseline_figures(config: RunConfig) -> dict[str, Any]:
     """The TF-IDF + LinearSVC baseline (:mod:`trainways.baseline`) on the wires the runs train
     and validate on, for the report's bar-to-beat row."""
     from trainways.baseline import tfidf_svm
-    from trainways.run import load_data
+    from trainways.preflight import load_data
 
     data = config.data
     result = tfidf_svm(
@@ -262,7 +262,7 @@ def _run_configs(
     """Each run's name (its directory under ``out``) and configuration."""
     if backends:
         from trainways.agreement import backend_config, save_initial_weights
-        from trainways.run import load_data
+        from trainways.preflight import load_data
 
         weights = out / rundir.INITIAL_WEIGHTS
         if not weights.is_file():

@@ -20,7 +20,6 @@ optionally ``"y_pred"`` for the loop's metrics. ``docs/own-loop.md`` is the manu
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir, steps
 from trainways.config import ConfigError, RunConfig, TrainConfig
-from trainways.stops import TrainingStopped, exit_status
+from trainways.lifecycle import LOG, RunLife, configure_logging
+from trainways.stops import TrainingStopped
+from trainways.trainers.batch import WeightedMeans
 
 
 class LoopError(RuntimeError):
@@ -92,10 +92,11 @@ class Loop:
         optimizers: Sequence[keras.optimizers.Optimizer] = (),
         tracking: str | bool | None = None,
     ) -> None:
-        from trainways import run
         from trainways.backends import current
         from trainways.data import NumpyBatches, make_dataset, steps_per_epoch
+        from trainways.preflight import with_seed
         from trainways.trainers import TrainData
+        from trainways.training import seed_everything
 
         if getattr(model, "optimizer", None) is None:
             raise ConfigError(
@@ -118,8 +119,8 @@ class Loop:
                 deterministic=deterministic,
             )
         )
-        self._config = run.with_seed(config)
-        run.seed_everything(self._config)
+        self._config = with_seed(config)
+        seed_everything(self._config)
         seed = self._config.train.seed
         self._first_epoch = self._resume_from.epoch if self._resume_from else 0
         self._steps = steps_per_epoch(len(x), batch_size)
@@ -153,20 +154,17 @@ class Loop:
         self._verbose = verbose
         self._user_callbacks = list(callbacks or [])
         self._tracking = tracking if tracking is not False else None
-        self._tracker: Any = None
         self._setup_callbacks(epochs)
         # Where the user is: None outside epochs(), else the epoch; the batch being trained.
         self._epoch: int | None = None
         self._batch: tuple[Any, Any] | None = None
         self._logged = False
-        self._sums: dict[str, float] = {}
-        self._count = 0
+        self._running = WeightedMeans()  # this epoch's (or validation's) logs so far
         self._epoch_logs: dict[str, float] = {}
         self._train_logs: dict[str, float] | None = None  # set by validate(), before it runs
         self._iterator: Iterator[tuple[Any, Any]] | None = None
         self._consumed: int | None = None  # batches taken this epoch; None: batches() not called
         self.last_logs: dict[str, float] | None = None
-        self._started = time.perf_counter()
 
     # ----------------------------------------------------------------- the run directory
 
@@ -201,40 +199,26 @@ class Loop:
         print(f"trainways: warning: {message}", file=sys.stderr)
 
     def _setup_callbacks(self, epochs: int) -> None:
-        from trainways import run
-
         out = self._out
-        if out is None:
-            run.configure_logging(None, quiet=not self._verbose)
-            self._tracker = self._make_tracker()
-            callbacks = [
-                tw_callbacks.StopOnSignal(),
-                tw_callbacks.StopOnNonFiniteLoss(),
-                *self._user_callbacks,
-            ]
-            if self._verbose:
-                callbacks.append(tw_callbacks.EpochLogger())
-            callbacks += [self._tracker] if self._tracker is not None else []
-            self._checkpointer = self._timer = None
-        else:
-            run.configure_logging(out / rundir.LOG, quiet=not self._verbose)
+        self._life = RunLife(
+            out,
+            self._config,
+            quiet=not self._verbose,
+            resume_from=self._resume_from,
+            resume_hint=f"python {_script()} (Loop resumes {out})" if out else None,
+        )
+        if out is not None:
             rundir.write_json(
                 out / rundir.CONFIG,
                 {"loop": {"epochs": epochs, **_loop_settings(self._config), "script": _script()}},
             )
-            rundir.set_status(out, rundir.RUNNING, epochs_completed=self._first_epoch)
-            self._tracker = self._make_tracker()
-            callbacks, self._checkpointer, self._timer, _ = run.training_callbacks(
-                out,
-                self._config,
-                not self._verbose,
-                self._resume_from,
-                self._extra_optimizers,
-                user_callbacks=tuple(self._user_callbacks),
-                # No best.keras: what is "best" depends on what the user logs (own-loop.md).
-                best_monitor=None,
-                tracker=self._tracker,
-            )
+        self._life.start(self._make_tracker)
+        callbacks = self._life.callbacks(
+            self._user_callbacks,
+            extra_optimizers=self._extra_optimizers,
+            # No best.keras: what is "best" depends on what the user logs (own-loop.md).
+            best_monitor=None,
+        )
         self._callbacks = keras.callbacks.CallbackList(
             callbacks,
             add_history=True,
@@ -278,7 +262,7 @@ class Loop:
         try:
             for epoch in range(self._first_epoch, self._epochs):
                 self._epoch = epoch
-                self._sums, self._count, self._epoch_logs = {}, 0, {}
+                self._running, self._epoch_logs = WeightedMeans(), {}
                 self._train_logs = None
                 self._consumed = None
                 for metric in self._metrics:
@@ -358,8 +342,7 @@ class Loop:
         if self._validation is None:
             raise LoopError("loop.validate() needs Loop(..., validation_data=(x_val, y_val))")
         self._train_logs = self._means()  # before the metric objects turn to validation
-        saved = self._sums, self._count
-        self._sums, self._count = {}, 0
+        saved, self._running = self._running, WeightedMeans()
         for metric in self._metrics:
             metric.reset_state()
         self.model.stop_evaluating = False
@@ -376,7 +359,7 @@ class Loop:
                 break
         results = self._means()
         self._call(self._callbacks.on_test_end, results)
-        self._sums, self._count = saved
+        self._running = saved
         self._epoch_logs = {f"val_{name}": value for name, value in results.items()}
         return results
 
@@ -391,8 +374,8 @@ class Loop:
     @property
     def history(self) -> dict[str, list[float]]:
         """Every epoch's logs so far (a resumed run's earlier epochs included)."""
-        if self._checkpointer is not None:
-            return self._checkpointer.history
+        if self._life.checkpointer is not None:
+            return self._life.checkpointer.history
         return dict(self.model.history.history)
 
     # ----------------------------------------------------------------- inside
@@ -411,19 +394,19 @@ class Loop:
         return self._iterator
 
     def _add(self, logs: Mapping[str, Any], size: int, y: Any) -> None:
-        for key, value in logs.items():
-            if key == steps.PREDICTIONS:
-                continue
-            value = float(keras.ops.convert_to_numpy(value))  # a PyTorch loss still has its graph
-            self._sums[key] = self._sums.get(key, 0.0) + value * size
-        self._count += size
+        # Python floats: a PyTorch loss still has its graph.
+        scalars = {
+            key: float(keras.ops.convert_to_numpy(value))
+            for key, value in logs.items()
+            if key != steps.PREDICTIONS
+        }
+        self._running.add(scalars, size)
         if steps.PREDICTIONS in logs:
             for metric in self._metrics:
                 metric.update_state(y, logs[steps.PREDICTIONS])
 
     def _means(self) -> dict[str, float]:
-        count = self._count or 1  # nothing logged yet: no sums either
-        means = {key: total / count for key, total in self._sums.items()}
+        means = self._running.result()
         for metric in self._metrics:
             means[metric.name] = float(metric.result())
         return means
@@ -436,47 +419,17 @@ class Loop:
             raise SystemExit(self._stopped(stop)) from None
 
     def _stopped(self, stop: TrainingStopped) -> int:
-        from trainways import run
-
-        if self._out is None:
-            run.LOG.error("stopped: %s", stop)
-            if self._tracker is not None:
-                from trainways.tracking import status_of_error
-
-                self._tracker.run.end(status_of_error(stop))
-            return exit_status(stop)
-        code = run.record_stop(
-            self._out, self._config, stop, resume=f"python {_script()} (Loop resumes {self._out})"
-        )
-        if self._tracker is not None:
-            self._tracker.run.end_as_run_dir()
+        code = self._life.stopped(stop)
+        self._life.end()
         return code
 
     def _finish(self) -> None:
-        if self._out is None:
-            if self._tracker is not None:
-                from trainways.tracking import FINISHED
-
-                self._tracker.run.end(FINISHED)
-            return
-        from trainways import run
-        from trainways.report import summarize_history
-
-        out = self._out
-        self.model.save(out / rundir.MODEL)
-        history = self._checkpointer.history
-        summary = summarize_history(
-            history,
-            self._timer.epoch_seconds,
-            train_seconds=time.perf_counter() - self._started,
-            first_step_loss=self._timer.first_step_loss,
-        )
-        rundir.write_json(out / rundir.METRICS, summary)
-        rundir.set_status(out, rundir.COMPLETED, epochs_completed=len(history.get("loss", [])))
-        if self._tracker is not None:
-            self._tracker.run.end_as_run_dir()
-        run.LOG.info("run saved in %s", out)
-        run.configure_logging(None, quiet=True)
+        life = self._life
+        life.complete(self.model)
+        life.end()
+        if self._out is not None:
+            LOG.info("run saved in %s", self._out)
+            configure_logging(None, quiet=True)
 
 
 def _loop_settings(config: RunConfig) -> dict[str, Any]:

@@ -9,7 +9,7 @@ which does the same with autograd and whose logs are tracked as the contract say
 
 Nothing is compiled (``fit`` on PyTorch compiles nothing either, unless ``jit_compile``), so a
 user's step cannot be checked by tracing it: :meth:`LoopStepper.check` runs it once, on the
-throwaway model :func:`trainways.run.check_steps` builds before any file is written.
+throwaway model :func:`trainways.preflight.check_steps` builds before any file is written.
 """
 
 from __future__ import annotations

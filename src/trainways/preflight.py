@@ -1,0 +1,224 @@
+"""The one pre-flight: everything a run's configuration is checked against before any file is
+written.
+
+``trainways train``, ``--resume``, ``agree`` and ``compare`` all start with :func:`preflight`:
+the data loaded and checked (it is Keras's dataset, or the run's own), the devices set up, and
+the model built once on a throwaway (its shape, the optimizer and compiler settings the backend
+may refuse, a user's step traced), so that bad input is one line and no run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from trainways.config import ConfigError, DataConfig, RunConfig, is_code_ref
+from trainways.training import build_training
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A configuration that passed the pre-flight, and what it loaded.
+
+    Attributes:
+        config: The configuration, seed drawn, backend and data fingerprint recorded.
+        reuters: The loaded data.
+        devices: The devices and strategy (the backend's ``devices.make_strategy``), or ``None``
+            where the command trains in child processes that set up their own.
+    """
+
+    config: RunConfig
+    reuters: Any
+    devices: Any | None
+
+
+def preflight(config: RunConfig, *, devices: bool = True, resuming: Path | None = None) -> Prepared:
+    """Check ``config`` against its data, devices and model before any file is written.
+
+    Args:
+        config: The configuration; a missing seed is drawn, the running backend recorded.
+        devices: Set the devices up (a command whose children train leaves them to them).
+        resuming: The run directory of a run being resumed: its configuration is taken as it
+            was recorded, the data must be the run's own, and only a user's step (whose file
+            may have changed) is traced again.
+
+    Raises:
+        ConfigError, DataError: What is wrong, in one line.
+    """
+    if resuming is None:
+        config = with_backend(with_seed(config))
+    reuters = load_data(config.data)  # a bad --data fails before any run directory exists
+    if resuming is None:
+        check(config, reuters)
+        config = with_fingerprint(config, reuters)
+    else:
+        check_run_data(config, reuters, resuming)
+    made = make_devices(config) if devices else None
+    if resuming is None:
+        check_model(config, reuters, made)
+    elif config.train.step or config.train.test_step:
+        check_steps(config, reuters, made)
+    return Prepared(config, reuters, made)
+
+
+def load_data(config: DataConfig) -> Any:
+    """The Reuters data a configuration asks for (:func:`trainways.data.load_reuters`)."""
+    from trainways.data import load_reuters
+
+    return load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
+
+
+def check(config: RunConfig, reuters: Any) -> None:
+    """Settings that depend on the data, checked before any file is written.
+
+    Raises:
+        DataError: The data is not the Keras Reuters dataset and ``allow_other_data`` (or
+            ``$TRAINWAYS_ALLOW_OTHER_DATA``) does not say that is intended; or the validation
+            split holds no wire out.
+    """
+    from trainways.data import check_identity, held_out_wires
+
+    check_identity(
+        reuters.fingerprint,
+        config.data.source or reuters.source,
+        allow_other=config.data.allow_other_data,
+    )
+    held_out_wires(len(reuters.y_train), config.data.validation_split)
+
+
+def check_run_data(config: RunConfig, reuters: Any, run_dir: Path) -> None:
+    """Refuse data other than the data the run in ``run_dir`` was trained on.
+
+    A run made before runs recorded their data's fingerprint is accepted if the data is the
+    Keras dataset, or other data is allowed (as in :func:`check`).
+
+    Raises:
+        DataError: The data's fingerprint differs from the one in the run's ``config.json``.
+    """
+    from trainways.data import check_identity, check_same_data
+
+    source = config.data.source or reuters.source
+    if config.data.fingerprint is None:
+        check_identity(reuters.fingerprint, source, allow_other=config.data.allow_other_data)
+    check_same_data(reuters.fingerprint, config.data.fingerprint, source, str(run_dir))
+
+
+def _scope(devices: Any) -> contextlib.AbstractContextManager[Any]:
+    return devices.strategy.scope() if devices is not None else contextlib.nullcontext()
+
+
+def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
+    """Build the model once to see that it takes the data's shape, before any file is written.
+
+    Raises:
+        ConfigError: The preset is unknown, or cannot take sequences of ``max_len`` ids (the
+            tutorial CNN's pooling leaves nothing of fewer than 12), or does not output one
+            probability per topic.
+    """
+    from trainways.backends import current
+    from trainways.model import build_model, build_optimizer
+
+    try:
+        with _scope(devices):
+            model = build_model(
+                config.model,
+                vocab_size=reuters.vocab_size,
+                num_classes=reuters.num_classes,
+                max_len=config.data.max_len,
+                precision=config.train.precision,
+            )
+    except ConfigError:
+        raise
+    except Exception as error:  # Keras says it in a page of text; the first line is the point
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if is_code_ref(config.model.preset):
+            raise ConfigError(
+                f"model {config.model.preset!r} failed: {type(error).__name__}: {first}",
+                keys=("preset",),
+            ) from None
+        raise ConfigError(
+            f"model {config.model.preset!r} cannot take sequences of max_len "
+            f"{config.data.max_len} ({first}): choose a larger max_len",
+            keys=("max_len", "preset"),
+        ) from None
+    shape = _output_shape(model, config.data.max_len)
+    if shape != (None, reuters.num_classes):
+        raise ConfigError(
+            f"model {config.model.preset!r} outputs shape {shape}, not one "
+            f"probability per topic (None, {reuters.num_classes})",
+            keys=("preset",),
+        )
+    # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
+    # PyTorch).
+    with _scope(devices):
+        build_optimizer(
+            config.train.learning_rate,
+            xla=config.train.xla_optimizer,
+            dense=config.train.dense_gradients,
+            weight_decay=config.train.weight_decay,
+        )
+    current().check_training(config.train.jit_compile, config.train.steps_per_execution)
+    if config.train.step or config.train.test_step:
+        check_steps(config, reuters, devices)
+    # Forget the throwaway models' layer names: the run's model is then named the same whatever
+    # was checked (variable paths are compared between runs, and a --step checks one more).
+    keras.backend.clear_session()
+
+
+def _output_shape(model: keras.Model, max_len: int) -> tuple[int | None, ...]:
+    """The model's output shape, batch dimension ``None``; a subclassed model (a user's) may
+    know it only once called."""
+    try:
+        return tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        shape = keras.ops.shape(model(keras.ops.zeros((1, max_len), dtype="int32")))
+        return (None, *(int(n) for n in shape[1:]))
+
+
+def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
+    """Load the user's step functions and trace them once on a throwaway model, so that a broken
+    step (a missing file or function, a wrong signature, logs without a loss) is refused before
+    any file is written.
+
+    Raises:
+        ConfigError: What is wrong with the step, in one line.
+    """
+    from trainways.trainers import loop, prepare
+
+    with _scope(devices):
+        training = build_training(config, reuters)
+        loop.make_stepper(prepare(training.model, training.data, training.spec)).check(
+            training.data
+        )
+    keras.backend.clear_session()  # as check_model: the throwaway's names are forgotten
+
+
+def make_devices(config: RunConfig) -> Any:
+    """Set the devices and the strategy up (before TensorFlow runs anything)."""
+    from trainways.backends import current
+
+    return current().devices.make_strategy(config.device)
+
+
+def with_fingerprint(config: RunConfig, reuters: Any) -> RunConfig:
+    """``config`` with the loaded data's fingerprint recorded (``config.json`` keeps it)."""
+    found = reuters.fingerprint.to_dict() if reuters.fingerprint is not None else None
+    return replace(config, data=replace(config.data, fingerprint=found))
+
+
+def with_backend(config: RunConfig) -> RunConfig:
+    """``config`` with the Keras backend this process runs on recorded (``config.json`` keeps
+    it, so that ``--resume`` and ``compare``'s children use the same)."""
+    return replace(config, device=replace(config.device, backend=keras.backend.backend()))
+
+
+def with_seed(config: RunConfig) -> RunConfig:
+    """``config`` with a random seed drawn if it has none (the run records it)."""
+    if config.train.seed is not None:
+        return config
+    return replace(config, train=replace(config.train, seed=secrets.randbelow(2**31)))

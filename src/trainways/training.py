@@ -1,0 +1,160 @@
+"""What one configuration trains: the model, its data pipeline and its :class:`TrainSpec`.
+
+Every path to training goes through here, so that a setting means the same thing wherever it is
+given: :func:`make_spec` is the one translation from a :class:`~trainways.config.TrainConfig` to
+a :class:`~trainways.trainers.TrainSpec` (the CLI's runs, ``trainways.train`` and ``agree`` use
+it), :func:`schedule_callbacks` the one set of callbacks that change the training itself, and
+:func:`seed_everything` the one seeding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import keras
+
+from trainways import callbacks as tw_callbacks
+from trainways.config import RunConfig, TrainConfig
+from trainways.steps import load_step
+from trainways.trainers import TrainData, TrainSpec
+
+
+@dataclass(frozen=True)
+class Training:
+    """Everything one method needs to train, built from a configuration."""
+
+    model: keras.Model
+    data: TrainData
+    spec: TrainSpec
+
+
+def seed_everything(config: RunConfig, backend: ModuleType | None = None) -> None:
+    """Seed Python, NumPy and the backend (if a seed is set); with ``deterministic``, also fix
+    the kernels of ``backend`` (the running backend's module, :func:`trainways.backends.current`,
+    when not given)."""
+    if config.train.seed is not None:
+        keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:
+        if backend is None:
+            from trainways.backends import current
+
+            backend = current()
+        backend.enable_determinism()
+
+
+def make_spec(
+    train: TrainConfig,
+    *,
+    loss: keras.losses.Loss,
+    optimizer: keras.optimizers.Optimizer,
+    metrics: Callable[[], list[keras.metrics.Metric]],
+    first_epoch: int = 0,
+    train_step: Callable[..., Any] | None = None,
+    test_step: Callable[..., Any] | None = None,
+) -> TrainSpec:
+    """The :class:`TrainSpec` of ``train``, with the objects a caller built (from the
+    configuration, or a library user's own)."""
+    return TrainSpec(
+        epochs=train.epochs,
+        loss=loss,
+        optimizer=optimizer,
+        metrics=metrics,
+        jit_compile=train.jit_compile,
+        initial_epoch=first_epoch,
+        steps_per_execution=train.steps_per_execution,
+        train_step=train_step,
+        test_step=test_step,
+    )
+
+
+def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> Training:
+    """Model, data pipeline and spec for ``config``, identical for every method.
+
+    Call :func:`seed_everything` first: the model's initial weights come from the seed.
+
+    Args:
+        config: The run's configuration (``train.seed`` set).
+        reuters: The loaded data.
+        first_epoch: Epoch to start at (a resumed run's next epoch).
+    """
+    from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
+    from trainways.model import (
+        adapt_to_training_data,
+        build_loss,
+        build_metrics,
+        build_model,
+        build_optimizer,
+    )
+
+    model = build_model(
+        config.model,
+        vocab_size=reuters.vocab_size,
+        num_classes=reuters.num_classes,
+        max_len=config.data.max_len,
+        precision=config.train.precision,
+    )
+    inputs = model_inputs(
+        reuters, max_len=config.data.max_len, validation_split=config.data.validation_split
+    )
+    # Before the weights a resumed run restores, so those (IDF included) win.
+    adapt_to_training_data(model, inputs.x_train)
+    train = config.train
+    # One pass per epoch, the epoch the trainer sets on the clock: an execution of several
+    # steps then ends where the epoch does, whatever their number.
+    clock = EpochClock(first_epoch)
+    passes = {"batch_size": train.batch_size, "shuffle": True, "seed": train.seed, "clock": clock}
+    steps = steps_per_epoch(len(inputs.x_train), train.batch_size)
+    training, validation = (inputs.x_train, inputs.y_train), (inputs.x_val, inputs.y_val)
+    unshuffled = {"batch_size": train.batch_size, "shuffle": False}
+    data = TrainData(
+        make_dataset(*training, **passes),
+        make_dataset(*validation, **unshuffled),
+        steps,
+        numpy=TrainData(
+            NumpyBatches(*training, **passes),
+            NumpyBatches(*validation, **unshuffled),
+            steps,
+            clock=clock,
+        ),
+        clock=clock,
+    )
+    spec = make_spec(
+        train,
+        loss=build_loss(train.loss, train.label_smoothing),
+        optimizer=build_optimizer(
+            train.learning_rate,
+            xla=train.xla_optimizer,
+            dense=train.dense_gradients,
+            weight_decay=train.weight_decay,
+        ),
+        metrics=build_metrics,
+        first_epoch=first_epoch,
+        # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
+        # is created under the strategy the run trains with.
+        train_step=load_step(train.step, role="step") if train.step else None,
+        test_step=load_step(train.test_step, role="test_step") if train.test_step else None,
+    )
+    return Training(model, data, spec)
+
+
+def schedule_callbacks(config: RunConfig) -> list[keras.callbacks.Callback]:
+    """Callbacks that change the training itself (the same in every method, in ``agree`` and in
+    ``trainways.train``)."""
+    train = config.train
+    callbacks: list[keras.callbacks.Callback] = []
+    if train.lr_halve_at:
+        callbacks.append(tw_callbacks.HalveLearningRate(train.lr_halve_at))
+    if train.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=train.stop_on,
+                # Explicit: Keras infers it from the model's compiled metrics, which a
+                # hand-driven method's model need not have.
+                mode="min" if train.stop_on == "val_loss" else "max",
+                patience=train.patience,
+            )
+        )
+    return callbacks
