@@ -250,7 +250,7 @@ class Loop:
         """The MLflow callback ``tracking`` asks for (its params: the run's config.json)."""
         if self._tracking is None:
             return None
-        from trainways.tracking import for_library, params_of_run_dir, run_params
+        from trainways.tracking import params_of_run_dir, run_params
 
         if self._out is not None:
             params = params_of_run_dir(self._out)
@@ -259,7 +259,9 @@ class Loop:
             params = run_params(
                 {"loop": loop}, backend=loop["backend"], method="loop", seed=loop["seed"]
             )
-        return for_library(self._tracking, params=params, run_dir=self._out)
+        return tw_callbacks.MlflowTracking.for_library(
+            self._tracking, params=params, run_dir=self._out
+        )
 
     # ----------------------------------------------------------------- what the user drives
 

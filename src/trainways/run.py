@@ -486,7 +486,7 @@ def _start(
     first_epoch = resume_from.epoch if resume_from else 0
     rundir.set_status(out, rundir.RUNNING, epochs_completed=first_epoch)
     configure_logging(out / rundir.LOG, quiet=quiet)
-    tracker = tracking.for_run(out, config, warn=_warner(quiet))
+    tracker = tw_callbacks.MlflowTracking.for_run(out, config, warn=_warner(quiet))
     try:
         return _train(
             out, config, reuters, devices, quiet=quiet, resume_from=resume_from, tracker=tracker
