@@ -355,6 +355,23 @@ def test_without_mlflow_installed_tracking_is_refused_before_the_run_exists(
     assert not run_dir.exists()
 
 
+def test_the_tracking_modules_start_no_backend_and_import_no_callbacks():
+    # `trainways track` and --mlflow's resolution run before (or without) any backend; the
+    # Keras side (trainways.callbacks) sits above the MLflow side, never below it.
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import trainways.tracking as package\n"
+        "for found in pkgutil.iter_modules(package.__path__):\n"
+        "    importlib.import_module(f'{package.__name__}.{found.name}')\n"
+        "print(sorted(m for m in ('keras', 'mlflow', 'tensorflow', 'jax', 'torch',\n"
+        "                         'trainways.callbacks') if m in sys.modules))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert child.stdout.strip() == "[]", child.stdout + child.stderr
+
+
 # --------------------------------------------------------------------------- the library
 
 

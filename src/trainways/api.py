@@ -187,13 +187,14 @@ def _tracker(config: TrainConfig) -> keras.callbacks.Callback | None:
     """The MLflow callback ``config.tracking`` asks for, its params the options."""
     if config.tracking is None:
         return None
-    from trainways.tracking import for_library, run_params
+    from trainways.callbacks import MlflowTracking
+    from trainways.tracking import run_params
 
     options = {key: value for key, value in asdict(config).items() if key != "tracking"}
     params = run_params(
         {"train": options}, backend=keras.backend.backend(), method=config.method, seed=config.seed
     )
-    return for_library(config.tracking, params=params)
+    return MlflowTracking.for_library(config.tracking, params=params)
 
 
 def _refuse_run_options(config: TrainConfig) -> None:

@@ -1,22 +1,31 @@
-"""Project callbacks: epoch log lines, a per-batch progress bar, and the learning-rate halving.
+"""Project callbacks: epoch log lines, a per-batch progress bar, the learning-rate halving, the
+signal and NaN stops, and MLflow tracking's Keras side (:class:`MlflowTracking`).
 
 All of them are plain ``keras.callbacks.Callback`` objects, so every method drives them the same
-way; none of the trainers knows they exist.
+way; none of the trainers knows they exist. The MLflow side, :mod:`trainways.tracking`, imports
+neither Keras nor this module.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from trainways.stops import Interrupted, NonFiniteLoss
+from trainways.tracking import FINISHED, PARENT_RUN_ENV, TrackedRun, epoch_metrics, library_uri
+
+if TYPE_CHECKING:
+    from trainways.config import RunConfig
 
 LOG = logging.getLogger("trainways")
 
@@ -227,13 +236,57 @@ class MlflowTracking(keras.callbacks.Callback):
         end_with_training: End the MLflow run ``FINISHED`` at ``on_train_end``.
     """
 
-    def __init__(self, run: Any, *, end_with_training: bool = True) -> None:
-        from trainways.tracking import TrackedRun
-
+    def __init__(self, run: TrackedRun | str, *, end_with_training: bool = True) -> None:
         super().__init__()
         self.run = TrackedRun(run) if isinstance(run, str) else run
         self.end_with_training = end_with_training
         self._started = 0.0
+
+    @classmethod
+    def for_run(
+        cls, run_dir: Path, config: RunConfig, *, warn: Callable[[str], None] = LOG.warning
+    ) -> MlflowTracking | None:
+        """The tracking callback of a ``trainways train`` run into ``run_dir``, nested under
+        ``compare``'s run when a comparison started it; ``None`` if the run does not track.
+
+        The MLflow run is ended by the run's life cycle (:meth:`TrackedRun.end_as_run_dir`),
+        not at the end of training.
+        """
+        if config.train.tracking is None:
+            return None
+        run = TrackedRun.of_run_dir(
+            run_dir,
+            config.train.tracking,
+            parent_run_id=os.environ.get(PARENT_RUN_ENV),
+            warn=warn,
+        )
+        return cls(run, end_with_training=False)
+
+    @classmethod
+    def for_library(
+        cls,
+        tracking: str | bool,
+        *,
+        params: Mapping[str, str],
+        run_dir: Path | None = None,
+        root: Path = Path("runs"),
+    ) -> MlflowTracking:
+        """The tracking callback of a library call (:func:`trainways.train`,
+        :class:`trainways.Loop`): ``tracking`` is a URI, or ``True`` / ``"auto"`` for
+        :func:`trainways.tracking.resolve_uri`'s default, beside ``run_dir`` if there is one,
+        else in ``root``. The caller ends the MLflow run.
+
+        Raises:
+            ConfigError: MLflow is not installed, or ``tracking`` is neither a URI nor ``True``.
+        """
+        where = Path(run_dir).parent if run_dir is not None else root
+        run = TrackedRun(
+            library_uri(tracking, where),
+            params=params,
+            run_name=Path(run_dir).name if run_dir is not None else None,
+            run_dir=run_dir,
+        )
+        return cls(run, end_with_training=False)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.run.open()
@@ -242,8 +295,6 @@ class MlflowTracking(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        from trainways.tracking import epoch_metrics
-
         metrics = epoch_metrics(logs or {})
         metrics["epoch_seconds"] = time.perf_counter() - self._started
         # A schedule puts the rate in the logs; otherwise the optimizer knows it.
@@ -254,6 +305,4 @@ class MlflowTracking(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.end_with_training:
-            from trainways.tracking import FINISHED
-
             self.run.end(FINISHED)

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from trainways import checkpoint, rundir, steps
+from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, TrainConfig
 from trainways.lifecycle import LOG, RunLife, configure_logging
 from trainways.stops import TrainingStopped
@@ -234,7 +235,7 @@ class Loop:
         """The MLflow callback ``tracking`` asks for (its params: the run's config.json)."""
         if self._tracking is None:
             return None
-        from trainways.tracking import for_library, params_of_run_dir, run_params
+        from trainways.tracking import params_of_run_dir, run_params
 
         if self._out is not None:
             params = params_of_run_dir(self._out)
@@ -243,7 +244,7 @@ class Loop:
             params = run_params(
                 {"loop": loop}, backend=loop["backend"], method="loop", seed=loop["seed"]
             )
-        return for_library(self._tracking, params=params, run_dir=self._out)
+        return MlflowTracking.for_library(self._tracking, params=params, run_dir=self._out)
 
     # ----------------------------------------------------------------- what the user drives
 

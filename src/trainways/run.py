@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainways import checkpoint, rundir, tracking
+from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, apply_options
 from trainways.lifecycle import LOG, RunLife, configure_logging, warn_stderr, warner
 from trainways.preflight import Prepared, preflight
@@ -149,7 +150,7 @@ def _start(
 
     config = prepared.config
     life = RunLife(out, config, quiet=quiet, resume_from=resume_from)
-    life.start(lambda: tracking.for_run(out, config, warn=warner(quiet)))
+    life.start(lambda: MlflowTracking.for_run(out, config, warn=warner(quiet)))
     multiworker = config.device.strategy == "multiworker"
     return life.run(
         lambda: _train(life, prepared),
