@@ -120,8 +120,8 @@ def _argv(values):
 
 
 def test_every_option_of_the_table_reaches_its_field():
-    from trainways.cli import build_parser, config_from_args
     from trainways.config import options
+    from trainways.parser import build_parser, config_from_args
 
     values = {opt.path: _non_default(opt) for opt in options()}
     config = config_from_args(build_parser().parse_args(["train", *_argv(values)]))
@@ -135,7 +135,7 @@ def test_every_option_of_the_table_reaches_its_field():
 
 
 def test_config_file_with_flags_over_it(tmp_path):
-    from trainways.cli import build_parser, config_from_args
+    from trainways.parser import build_parser, config_from_args
     from trainways.rundir import write_json
 
     saved = RunConfig(train=TrainConfig(method="batch", epochs=4, seed=9, lr_halve_at=2))
