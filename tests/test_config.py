@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -169,3 +171,15 @@ def test_steps_per_execution_resolves_against_the_data(value, steps, stream, exp
 def test_steps_per_execution_epoch_needs_data_that_knows_its_epoch():
     with pytest.raises(ConfigError, match="'epoch' needs a dataset that knows its epoch"):
         resolve_steps_per_execution("epoch", None)
+
+
+def test_the_configuration_and_the_parser_import_no_framework():
+    # --help, `data info` and the library's checks answer before any backend starts.
+    code = (
+        "import sys, trainways.config, trainways.parser; "
+        "print(sorted({'keras', 'tensorflow', 'jax', 'torch', 'numpy'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
