@@ -216,8 +216,8 @@ def test_each_child_trains_exactly_the_comparisons_configuration(tmp_path, monke
     import dataclasses
 
     from trainways import compare
-    from trainways.cli import build_parser, config_from_args
     from trainways.config import DataConfig, DeviceConfig, ModelConfig, RunConfig, TrainConfig
+    from trainways.parser import build_parser, config_from_args
 
     config = RunConfig(
         data=DataConfig(

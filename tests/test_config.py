@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -120,8 +122,8 @@ def _argv(values):
 
 
 def test_every_option_of_the_table_reaches_its_field():
-    from trainways.cli import build_parser, config_from_args
     from trainways.config import options
+    from trainways.parser import build_parser, config_from_args
 
     values = {opt.path: _non_default(opt) for opt in options()}
     config = config_from_args(build_parser().parse_args(["train", *_argv(values)]))
@@ -135,7 +137,7 @@ def test_every_option_of_the_table_reaches_its_field():
 
 
 def test_config_file_with_flags_over_it(tmp_path):
-    from trainways.cli import build_parser, config_from_args
+    from trainways.parser import build_parser, config_from_args
     from trainways.rundir import write_json
 
     saved = RunConfig(train=TrainConfig(method="batch", epochs=4, seed=9, lr_halve_at=2))
@@ -169,3 +171,15 @@ def test_steps_per_execution_resolves_against_the_data(value, steps, stream, exp
 def test_steps_per_execution_epoch_needs_data_that_knows_its_epoch():
     with pytest.raises(ConfigError, match="'epoch' needs a dataset that knows its epoch"):
         resolve_steps_per_execution("epoch", None)
+
+
+def test_the_configuration_and_the_parser_import_no_framework():
+    # --help, `data info` and the library's checks answer before any backend starts.
+    code = (
+        "import sys, trainways.config, trainways.parser; "
+        "print(sorted({'keras', 'tensorflow', 'jax', 'torch', 'numpy'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

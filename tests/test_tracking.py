@@ -26,9 +26,10 @@ from mlflow import MlflowClient
 import trainways
 from trainways import callbacks as tw_callbacks
 from trainways import rundir
-from trainways.cli import build_parser, main
+from trainways.cli import main
 from trainways.config import options
 from trainways.lifecycle import RunLife
+from trainways.parser import build_parser
 from trainways.tracking import resolve_uri
 
 from helpers import Children, read_history, read_status, toy_problem, train_args

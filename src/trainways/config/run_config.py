@@ -1,0 +1,81 @@
+"""A whole run's configuration, :class:`RunConfig` (the four sections), and its JSON form: the
+run's ``config.json``, a ``--config`` file, what ``compare`` hands each child."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainways.config.fields import ConfigError, replace
+from trainways.config.sections import DataConfig, DeviceConfig, ModelConfig
+from trainways.config.training import TrainConfig
+
+# The sections in their order: config.json's, the option table's and --help's.
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "device": DeviceConfig,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``trainways train`` run needs; saved as the run's ``config.json``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form of the configuration."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunConfig:
+        """Rebuild a configuration saved by :meth:`to_dict`, validating it again.
+
+        Sections and keys left out take their defaults.
+
+        Raises:
+            ConfigError: A section or key is unknown or a value is invalid.
+        """
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"a configuration is a JSON object of sections, got {raw!r:.60}")
+        if "loop" in raw:
+            raise ConfigError(
+                f"this run was made by trainways.Loop in {raw['loop'].get('script')}: run that "
+                "script again to resume it"
+            )
+        unknown = set(raw) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown config section(s) {sorted(unknown)}: the sections are "
+                f"{', '.join(SECTIONS)}"
+            )
+        built = {}
+        for name, kind in SECTIONS.items():
+            values = raw.get(name, {})
+            known = {f.name for f in dataclasses.fields(kind)}
+            extra = set(values) - known
+            if extra:
+                raise ConfigError(f"unknown key(s) {sorted(extra)} in config section {name!r}")
+            built[name] = kind(**values)
+        return cls(**built)
+
+    def with_values(self, values: Mapping[str, Any]) -> RunConfig:
+        """A copy with ``values`` (``"section.key"`` → value) replaced, validated again."""
+        changes: dict[str, dict[str, Any]] = {}
+        for path, value in values.items():
+            section, _, key = path.partition(".")
+            changes.setdefault(section, {})[key] = value
+        return replace(
+            self,
+            **{
+                section: replace(getattr(self, section), **keys)
+                for section, keys in changes.items()
+            },
+        )
