@@ -351,7 +351,8 @@ def _backend_list(text: str) -> tuple[str, ...]:
 def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
     from trainways import run
-    from trainways.agreement import agreement_config, format_agreement, measure
+    from trainways.agreement import format_agreement
+    from trainways.measure import agreement_config, measure
 
     config = agreement_config(run.with_backend(run.with_seed(config_from_args(args))))
     reuters = run.load_data(config.data)
@@ -385,7 +386,8 @@ def cmd_agree(args: argparse.Namespace) -> int:
 def _agree_backends(args: argparse.Namespace, config: RunConfig, reuters: Any) -> int:
     """``trainways agree --backends``: fit on each backend, from the same initial weights."""
     from trainways import run
-    from trainways.agreement import BackendFailed, format_backend_agreement, measure_backends
+    from trainways.agreement import format_backend_agreement
+    from trainways.measure import BackendFailed, measure_backends
 
     if config.train.step or config.train.test_step:
         raise UsageError("--backends compares fit on each backend: drop --step / --test-step")

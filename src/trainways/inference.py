@@ -102,8 +102,9 @@ def evaluate(
         DataError: The data is not what the run was trained on (nothing is written).
     """
     from trainways.data import make_dataset, pad
-    from trainways.report import classification_summary, plot_confusion_matrix
+    from trainways.report import plot_confusion_matrix
     from trainways.run import check_run_data, load_data
+    from trainways.summary import classification_summary
 
     run_dir = Path(run_dir)
     model, model_path = load_model(run_dir, last=last)

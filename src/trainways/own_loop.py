@@ -460,7 +460,7 @@ class Loop:
                 self._tracker.run.end(FINISHED)
             return
         from trainways import run
-        from trainways.report import summarize_history
+        from trainways.summary import summarize_history
 
         out = self._out
         self.model.save(out / rundir.MODEL)

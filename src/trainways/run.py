@@ -41,7 +41,6 @@ import keras
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir, tracking
 from trainways.config import ConfigError, DataConfig, RunConfig, apply_options, is_code_ref
-from trainways.report import summarize_history
 from trainways.steps import extra_optimizers, load_step
 from trainways.stops import (
     EXIT_FAILED,
@@ -52,6 +51,7 @@ from trainways.stops import (
     TrainingStopped,
     exit_status,
 )
+from trainways.summary import summarize_history
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 
 LOG = logging.getLogger("trainways")
