@@ -102,8 +102,8 @@ def test_agree_with_the_float32_speed_levers_on_real_data(
 def test_fit_and_loop_agree_exactly_in_mixed_bfloat16(real_reuters):
     # The batch method is left out: train_on_batch traces its first graph for the concrete
     # batch shape, whose bfloat16 kernels round differently (see the README).
-    from trainways.agreement import measure
     from trainways.config import RunConfig, TrainConfig
+    from trainways.measure import measure
 
     train = TrainConfig(epochs=1, seed=3, steps_per_execution="epoch", precision="mixed_bfloat16")
     agreement, _ = measure(RunConfig(train=train), real_reuters, methods=("fit", "loop"))

@@ -76,8 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_agree(args: argparse.Namespace) -> int:
     """``trainways agree``: train the three methods under one config and compare them."""
-    from trainways.agreement import agreement_config, format_agreement, measure
+    from trainways.agreement import format_agreement
     from trainways.lifecycle import LOG, configure_logging
+    from trainways.measure import agreement_config, measure
     from trainways.preflight import preflight
 
     config = agreement_config(config_from_args(args))
@@ -114,8 +115,9 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
 def _agree_backends(args: argparse.Namespace, config: RunConfig, reuters: Any) -> int:
     """``trainways agree --backends``: fit on each backend, from the same initial weights."""
-    from trainways.agreement import BackendFailed, format_backend_agreement, measure_backends
+    from trainways.agreement import format_backend_agreement
     from trainways.lifecycle import LOG, configure_logging
+    from trainways.measure import BackendFailed, measure_backends
 
     configure_logging(None, quiet=args.quiet)
     work = Path(tempfile.mkdtemp(prefix="trainways-agree-"))

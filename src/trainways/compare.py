@@ -1,17 +1,16 @@
 """``trainways compare``: the three methods under one configuration, side by side — or one method
 on several Keras backends (``--backends``), each from the same initial weights.
 
-Each run trains in its own child process (``trainways train``), into its own run directory under
-the comparison directory, so that each gets a clean runtime (a process runs Keras on one backend)
-and its own peak memory figure (the child's ``ru_maxrss``). The report is then written from what
-the runs left behind.
+Each run trains in its own child process (``trainways train``, :mod:`trainways.children`), into
+its own run directory under the comparison directory, so that each gets a clean runtime (a
+process runs Keras on one backend) and its own peak memory figure (the child's ``ru_maxrss``).
+The report (:mod:`trainways.report`) is then written from what the runs left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from trainways import rundir
+from trainways.children import child_argv, run_child
 from trainways.config import RunConfig
+from trainways.measure import backend_config, save_initial_weights
+from trainways.preflight import load_data
+from trainways.report import write_comparison_report
 
 
 def tutorial_config(config: RunConfig, method: str) -> RunConfig:
@@ -32,37 +35,6 @@ def tutorial_config(config: RunConfig, method: str) -> RunConfig:
             lr_halve_at=5 if method == "batch" else None,
         ),
     )
-
-
-def child_argv(config_file: Path, out: Path, *, quiet: bool = True) -> list[str]:
-    """``trainways train`` arguments that train the configuration in ``config_file`` into ``out``.
-
-    The child reads its whole configuration from the file (``train --config``), so every option,
-    today's and tomorrow's, reaches it without being listed here.
-    """
-    return [
-        "train",
-        "--config",
-        str(config_file),
-        "--out",
-        str(out),
-        *(["--quiet"] if quiet else []),
-    ]
-
-
-def run_child(argv: list[str]) -> tuple[int, float]:
-    """Run ``trainways`` with ``argv``; return its exit status and peak resident memory (MB)."""
-    child = subprocess.Popen([sys.executable, "-m", "trainways.cli", *argv])
-    while True:
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-            break
-        except KeyboardInterrupt:
-            # Ctrl-C reached the child too (same process group): let it stop at its batch
-            # boundary and mark its run interrupted, then report how to resume.
-            continue
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
 
 def run_comparison(
@@ -231,8 +203,6 @@ def _run_all(
         log("baseline: fitting TF-IDF + LinearSVC on the same wires")
         state["baseline"] = baseline_figures(config)
         rundir.write_json(state_path, state)
-    from trainways.report import write_comparison_report
-
     write_comparison_report(out, tuple(configs), peaks, tutorial=tutorial)
     log(f"report: {out / rundir.REPORT_HTML} and {out / rundir.REPORT_MD}")
     return 0
@@ -242,7 +212,6 @@ def baseline_figures(config: RunConfig) -> dict[str, Any]:
     """The TF-IDF + LinearSVC baseline (:mod:`trainways.baseline`) on the wires the runs train
     and validate on, for the report's bar-to-beat row."""
     from trainways.baseline import tfidf_svm
-    from trainways.preflight import load_data
 
     data = config.data
     result = tfidf_svm(
@@ -261,9 +230,6 @@ def _run_configs(
 ) -> dict[str, RunConfig]:
     """Each run's name (its directory under ``out``) and configuration."""
     if backends:
-        from trainways.agreement import backend_config, save_initial_weights
-        from trainways.preflight import load_data
-
         weights = out / rundir.INITIAL_WEIGHTS
         if not weights.is_file():
             save_initial_weights(config, load_data(config.data), weights)

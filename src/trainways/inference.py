@@ -103,7 +103,8 @@ def evaluate(
     """
     from trainways.data import make_dataset, pad
     from trainways.preflight import check_run_data, load_data
-    from trainways.report import classification_summary, plot_confusion_matrix
+    from trainways.report import plot_confusion_matrix
+    from trainways.summary import classification_summary
 
     run_dir = Path(run_dir)
     model, model_path = load_model(run_dir, last=last)

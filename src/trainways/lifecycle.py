@@ -35,7 +35,6 @@ import keras
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
 from trainways.config import RunConfig
-from trainways.report import summarize_history
 from trainways.stops import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -45,6 +44,7 @@ from trainways.stops import (
     TrainingStopped,
     exit_status,
 )
+from trainways.summary import summarize_history
 
 LOG = logging.getLogger("trainways")
 
