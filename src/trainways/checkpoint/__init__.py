@@ -27,7 +27,7 @@ Resuming (see :class:`EpochCheckpoint`)::
     callbacks.append(EpochCheckpoint(run_dir, callbacks, restore_from=checkpoint))
     get_trainer(method)(fresh_model, data, spec, callbacks)
 
-The package, one job a module (imports run one way: format ← adapters ← write, restore ←
+The package, one job a module (imports run one way: format ← adapters ← write, restoring ←
 callback; format ← read; first_epoch stands alone):
 
 * :mod:`~trainways.checkpoint.format`: the file names, :class:`Checkpoint`, listing checkpoint
@@ -37,7 +37,7 @@ callback; format ← read; first_epoch stands alone):
 * :mod:`~trainways.checkpoint.write`: :func:`save_checkpoint`, atomic, and pruning.
 * :mod:`~trainways.checkpoint.read`: :func:`load_checkpoint` / :func:`latest_checkpoint`, which
   verify and fall back past damaged checkpoints.
-* :mod:`~trainways.checkpoint.restore`: :func:`restore`, :func:`restore_model`,
+* :mod:`~trainways.checkpoint.restoring`: :func:`restore`, :func:`restore_model`,
   :func:`restore_callbacks`.
 * :mod:`~trainways.checkpoint.first_epoch`: ``first_epoch.npz`` (:func:`save_first_epoch_weights`,
   :func:`first_epoch_weights`, :func:`named_weights`).
@@ -64,7 +64,7 @@ from trainways.checkpoint.format import (
     History,
 )
 from trainways.checkpoint.read import latest_checkpoint, load_checkpoint
-from trainways.checkpoint.restore import restore, restore_callbacks, restore_model
+from trainways.checkpoint.restoring import restore, restore_callbacks, restore_model
 from trainways.checkpoint.write import save_checkpoint
 
 __all__ = [

@@ -13,7 +13,7 @@ import keras
 from trainways.checkpoint.adapters import callback_states
 from trainways.checkpoint.first_epoch import save_first_epoch_weights
 from trainways.checkpoint.format import Checkpoint, History
-from trainways.checkpoint.restore import restore
+from trainways.checkpoint.restoring import restore
 from trainways.checkpoint.write import save_checkpoint
 
 
