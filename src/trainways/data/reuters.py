@@ -98,7 +98,7 @@ class Reuters:
             text: Raw text.
 
         Returns:
-            Token ids ready for :func:`pad`.
+            Token ids ready for :func:`trainways.data.pad`.
         """
         ids: list[int] = [] if self.start_char is None else [self.start_char]
         ids += [
