@@ -1,4 +1,8 @@
-"""Writing files so that a crash never leaves half of one: the one helper every writer uses."""
+"""Writing files so that a crash never leaves half of one: the helpers every writer uses.
+
+:func:`write_atomic` for a file; :func:`fsync_dir` to make a rename inside a directory durable
+(a checkpoint directory renamed into place); :func:`default_mode` for what is renamed into place.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,17 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (POSIX only: Windows cannot open directories)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def default_mode(*, directory: bool = False) -> int:
     """The mode ``open``/``mkdir`` would give a new file or directory under the process umask.
 
@@ -40,4 +55,4 @@ def default_mode(*, directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-__all__ = ["default_mode", "write_atomic"]
+__all__ = ["default_mode", "fsync_dir", "write_atomic"]

@@ -14,15 +14,19 @@ The package, one job a module (each module's docstring states the quirks it repl
   corpus (wires, words, sha256), :data:`KERAS_REUTERS`, :func:`check_identity` (refused unless
   ``--allow-other-data`` / ``$TRAINWAYS_ALLOW_OTHER_DATA``) and :func:`check_same_data` (a run's
   own data).
+* :mod:`trainways.data.reuters`: the :class:`Reuters` data as loaded (splits, word index, topic
+  names, options), its text encoder, the reserved ids (:data:`PAD_ID`, :data:`START_ID`,
+  :data:`OOV_ID`, :data:`INDEX_FROM`) and :func:`describe`.
 * :mod:`trainways.data.loading`: the conventions of ``keras.datasets.reuters.load_data``:
-  :func:`load_reuters` and the :class:`Reuters` it returns, option checks, where the data comes
-  from; :func:`pad` and :func:`describe`.
+  :func:`load_reuters`, option checks, where the data comes from (:data:`ENV_DATA`).
+* :mod:`trainways.data.inputs`: what the model reads: :func:`pad`, :func:`model_inputs` and the
+  :class:`ModelInputs` it returns, :func:`held_out_wires`.
 * :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`, :class:`EpochClock`,
   :func:`steps_per_epoch`, :func:`make_dataset`, and :class:`NumpyBatches`, the same batches
   without TensorFlow.
 
-Imports run one way: errors ← sgml ← cache ← keras_npz ← loading, and sgml ← identity ← loading;
-pipeline needs only errors.
+Imports run one way: errors ← sgml ← cache ← keras_npz ← loading, and sgml ← identity ← reuters
+← loading, reuters ← inputs; pipeline needs only errors.
 Only NumPy is imported here; TensorFlow and Keras are imported lazily by the few functions that
 need them (:func:`make_dataset` and the Keras download).
 """
@@ -39,21 +43,9 @@ from trainways.data.identity import (
     check_same_data,
     fingerprint_of,
 )
+from trainways.data.inputs import ModelInputs, held_out_wires, model_inputs, pad
 from trainways.data.keras_npz import KERAS_LABEL_NAMES
-from trainways.data.loading import (
-    ENV_DATA,
-    INDEX_FROM,
-    OOV_ID,
-    PAD_ID,
-    START_ID,
-    ModelInputs,
-    Reuters,
-    describe,
-    held_out_wires,
-    load_reuters,
-    model_inputs,
-    pad,
-)
+from trainways.data.loading import ENV_DATA, load_reuters
 from trainways.data.pipeline import (
     EpochClock,
     NumpyBatches,
@@ -61,6 +53,7 @@ from trainways.data.pipeline import (
     make_dataset,
     steps_per_epoch,
 )
+from trainways.data.reuters import INDEX_FROM, OOV_ID, PAD_ID, START_ID, Reuters, describe
 from trainways.data.sgml import FILTERS, MIN_WIRES_PER_TOPIC, Corpus, build_from_sgml, tokenize
 
 __all__ = [
