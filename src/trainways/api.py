@@ -13,7 +13,12 @@ from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig,
 from trainways.lifecycle import RunLife
 from trainways.steps import StepFn, check_step
 from trainways.trainers import TrainData, get_trainer
-from trainways.training import make_spec, schedule_callbacks, seed_everything
+from trainways.training import (
+    build_optimizer_for,
+    make_spec,
+    schedule_callbacks,
+    seed_everything,
+)
 
 
 def _fresh_metric(metric: str | keras.metrics.Metric) -> keras.metrics.Metric:
@@ -243,14 +248,7 @@ def _as_optimizer(
                 f"{key} chooses a Nadam: pass optimizer='nadam', got {optimizer!r}",
                 keys=(key,),
             )
-        from trainways.model import build_optimizer
-
-        return build_optimizer(
-            config.learning_rate,
-            xla=config.xla_optimizer,
-            dense=config.dense_gradients,
-            weight_decay=config.weight_decay,
-        )
+        return build_optimizer_for(config)
     if config.weight_decay is not None and not named:
         raise ConfigError(
             "weight_decay sets a named optimizer's decay: give weight_decay= to your optimizer "

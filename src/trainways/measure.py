@@ -25,9 +25,13 @@ from trainways.checkpoint import named_weights
 from trainways.children import child_argv, run_child
 from trainways.config import RunConfig
 from trainways.lifecycle import LOG
-from trainways.model import build_model
 from trainways.trainers import get_trainer
-from trainways.training import build_training, schedule_callbacks, seed_everything
+from trainways.training import (
+    build_model_for,
+    build_training,
+    schedule_callbacks,
+    seed_everything,
+)
 
 
 def agreement_config(config: RunConfig) -> RunConfig:
@@ -98,14 +102,7 @@ def save_initial_weights(config: RunConfig, reuters: Any, path: Path) -> None:
     """The model ``config`` builds from its seed, its weights saved to ``path``
     (``.weights.h5``: backend-independent, so every backend can start from them)."""
     seed_everything(config)
-    model = build_model(
-        config.model,
-        vocab_size=reuters.vocab_size,
-        num_classes=reuters.num_classes,
-        max_len=config.data.max_len,
-        precision=config.train.precision,
-    )
-    model.save_weights(path)
+    build_model_for(config, reuters).save_weights(path)
     keras.backend.clear_session()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import keras
 
 from trainways.config import ConfigError, DataConfig, RunConfig, is_code_ref
-from trainways.training import build_training
+from trainways.training import build_model_for, build_optimizer_for, build_training
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,10 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
             probability per topic.
     """
     from trainways.backends import current
-    from trainways.model import build_model, build_optimizer
 
     try:
         with _scope(devices):
-            model = build_model(
-                config.model,
-                vocab_size=reuters.vocab_size,
-                num_classes=reuters.num_classes,
-                max_len=config.data.max_len,
-                precision=config.train.precision,
-            )
+            model = build_model_for(config, reuters)
     except ConfigError:
         raise
     except Exception as error:  # Keras says it in a page of text; the first line is the point
@@ -156,12 +149,7 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
     # PyTorch).
     with _scope(devices):
-        build_optimizer(
-            config.train.learning_rate,
-            xla=config.train.xla_optimizer,
-            dense=config.train.dense_gradients,
-            weight_decay=config.train.weight_decay,
-        )
+        build_optimizer_for(config.train)
     current().check_training(config.train.jit_compile, config.train.steps_per_execution)
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)

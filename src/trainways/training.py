@@ -70,6 +70,33 @@ def make_spec(
     )
 
 
+def build_model_for(config: RunConfig, reuters: Any) -> keras.Model:
+    """The model ``config`` asks for, shaped for ``reuters`` (call :func:`seed_everything`
+    first: its initial weights come from the seed)."""
+    from trainways.model import build_model
+
+    return build_model(
+        config.model,
+        vocab_size=reuters.vocab_size,
+        num_classes=reuters.num_classes,
+        max_len=config.data.max_len,
+        precision=config.train.precision,
+    )
+
+
+def build_optimizer_for(train: TrainConfig) -> keras.optimizers.Optimizer:
+    """The optimizer ``train`` asks for: Nadam at its learning rate, with its weight decay,
+    compiled update (``xla_optimizer``) or dense embedding gradients (``dense_gradients``)."""
+    from trainways.model import build_optimizer
+
+    return build_optimizer(
+        train.learning_rate,
+        xla=train.xla_optimizer,
+        dense=train.dense_gradients,
+        weight_decay=train.weight_decay,
+    )
+
+
 def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> Training:
     """Model, data pipeline and spec for ``config``, identical for every method.
 
@@ -81,21 +108,9 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         first_epoch: Epoch to start at (a resumed run's next epoch).
     """
     from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
-    from trainways.model import (
-        adapt_to_training_data,
-        build_loss,
-        build_metrics,
-        build_model,
-        build_optimizer,
-    )
+    from trainways.model import adapt_to_training_data, build_loss, build_metrics
 
-    model = build_model(
-        config.model,
-        vocab_size=reuters.vocab_size,
-        num_classes=reuters.num_classes,
-        max_len=config.data.max_len,
-        precision=config.train.precision,
-    )
+    model = build_model_for(config, reuters)
     inputs = model_inputs(
         reuters, max_len=config.data.max_len, validation_split=config.data.validation_split
     )
@@ -124,12 +139,7 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     spec = make_spec(
         train,
         loss=build_loss(train.loss, train.label_smoothing),
-        optimizer=build_optimizer(
-            train.learning_rate,
-            xla=train.xla_optimizer,
-            dense=train.dense_gradients,
-            weight_decay=train.weight_decay,
-        ),
+        optimizer=build_optimizer_for(train),
         metrics=build_metrics,
         first_epoch=first_epoch,
         # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
