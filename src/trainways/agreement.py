@@ -200,8 +200,10 @@ def measure(
     """
     from trainways import callbacks as tw_callbacks
     from trainways import run
+    from trainways.backends import current
     from trainways.trainers import get_trainer
 
+    backend = current()
     config = agreement_config(config)
     first, final, histories = {}, {}, {}
     for method in methods:
@@ -213,7 +215,7 @@ def measure(
         training = run.build_training(method_config, reuters)
         capture = _FirstEpochWeights()
         timer = tw_callbacks.EpochLogger(run.LOG.getChild(f"agree.{method}"))
-        history = get_trainer(method)(
+        history = get_trainer(method, backend)(
             training.model,
             training.data,
             training.spec,

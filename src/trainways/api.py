@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
+from types import ModuleType
 from typing import Any
 
 import keras
 import numpy as np
 
+from trainways.backends import current
 from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig, replace
 from trainways.steps import StepFn, check_step
 from trainways.trainers import TrainData, TrainSpec, get_trainer
@@ -138,9 +140,11 @@ def train(
         options["tracking"] = TRACKING_AUTO if tracking is True else tracking
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
+    # The one look-up of the backend's module, passed down to the steps' check and the trainer.
+    backend_module = current()
     for role, fn in (("step", step), ("test_step", test_step)):
         if fn is not None:
-            check_step(fn, role=role)
+            check_step(fn, role=role, arguments=backend_module.STEP_ARGUMENTS)
     from trainways.run import schedule_callbacks, seed_everything
 
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
@@ -161,7 +165,7 @@ def train(
     spec = TrainSpec(
         epochs=config.epochs,
         loss=_as_loss(loss),
-        optimizer=_as_optimizer(optimizer, config, "learning_rate" in options),
+        optimizer=_as_optimizer(optimizer, config, "learning_rate" in options, backend_module),
         metrics=lambda: [_fresh_metric(m) for m in metric_list],
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
@@ -173,7 +177,7 @@ def train(
     if tracker is not None:
         callbacks.append(tracker)  # last: it logs the epoch the callbacks before it finished
     try:
-        history = get_trainer(config.method)(
+        history = get_trainer(config.method, backend_module)(
             model, TrainData(train_ds, val_ds, clock=clock), spec, callbacks
         )
     except BaseException as error:
@@ -233,7 +237,10 @@ def _refuse_run_options(config: TrainConfig) -> None:
 
 
 def _as_optimizer(
-    optimizer: str | keras.optimizers.Optimizer, config: TrainConfig, rate_given: bool
+    optimizer: str | keras.optimizers.Optimizer,
+    config: TrainConfig,
+    rate_given: bool,
+    backend: ModuleType,
 ) -> keras.optimizers.Optimizer:
     named = isinstance(optimizer, str)
     if rate_given and not named:
@@ -255,6 +262,7 @@ def _as_optimizer(
             xla=config.xla_optimizer,
             dense=config.dense_gradients,
             weight_decay=config.weight_decay,
+            backend=backend,
         )
     if config.weight_decay is not None and not named:
         raise ConfigError(

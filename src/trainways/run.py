@@ -140,14 +140,16 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
 
     # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
     # PyTorch).
+    backend = current()
     with devices.strategy.scope() if devices is not None else contextlib.nullcontext():
         build_optimizer(
             config.train.learning_rate,
             xla=config.train.xla_optimizer,
             dense=config.train.dense_gradients,
             weight_decay=config.train.weight_decay,
+            backend=backend,
         )
-    current().check_training(config.train.jit_compile, config.train.steps_per_execution)
+    backend.check_training(config.train.jit_compile, config.train.steps_per_execution)
     if config.train.step or config.train.test_step:
         check_steps(config, reuters, devices)
     # Forget the throwaway models' layer names: the run's model is then named the same whatever
@@ -173,14 +175,14 @@ def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     Raises:
         ConfigError: What is wrong with the step, in one line.
     """
+    from trainways.backends import current
     from trainways.trainers import loop, prepare
 
     scope = devices.strategy.scope() if devices is not None else contextlib.nullcontext()
     with scope:
         training = build_training(config, reuters)
-        loop.make_stepper(prepare(training.model, training.data, training.spec)).check(
-            training.data
-        )
+        setup = prepare(training.model, training.data, training.spec, current())
+        loop.make_stepper(setup).check(training.data)
     keras.backend.clear_session()  # as check_model: the throwaway's names are forgotten
 
 
@@ -248,6 +250,7 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         reuters: The loaded data.
         first_epoch: Epoch to start at (a resumed run's next epoch).
     """
+    from trainways.backends import current
     from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
     from trainways.model import (
         adapt_to_training_data,
@@ -257,6 +260,7 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         build_optimizer,
     )
 
+    backend = current()
     model = build_model(
         config.model,
         vocab_size=reuters.vocab_size,
@@ -296,6 +300,7 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
             xla=config.train.xla_optimizer,
             dense=config.train.dense_gradients,
             weight_decay=config.train.weight_decay,
+            backend=backend,
         ),
         metrics=build_metrics,
         jit_compile=config.train.jit_compile,
@@ -303,9 +308,15 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         steps_per_execution=config.train.steps_per_execution,
         # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
         # is created under the strategy the run trains with.
-        train_step=load_step(config.train.step, role="step") if config.train.step else None,
+        train_step=(
+            load_step(config.train.step, role="step", arguments=backend.STEP_ARGUMENTS)
+            if config.train.step
+            else None
+        ),
         test_step=(
-            load_step(config.train.test_step, role="test_step") if config.train.test_step else None
+            load_step(config.train.test_step, role="test_step", arguments=backend.STEP_ARGUMENTS)
+            if config.train.test_step
+            else None
         ),
     )
     return Training(model, data, spec)
@@ -545,18 +556,19 @@ def _train(
         extra_optimizers(training.spec.train_step, training.spec.test_step),
         tracker=tracker,
     )
+    from trainways.backends import current
+
+    backend = current()
     started = time.perf_counter()
     try:
         with devices.strategy.scope():
-            get_trainer(config.train.method)(
+            get_trainer(config.train.method, backend)(
                 training.model, training.data, training.spec, callbacks
             )
     except TrainingStopped as stop:
         return record_stop(out, config, stop)
     except Exception as error:
-        from trainways.backends import current
-
-        if config.device.strategy != "multiworker" or not current().is_cluster_failure(error):
+        if config.device.strategy != "multiworker" or not backend.is_cluster_failure(error):
             raise
         return record_stop(out, config, error)
     finally:
