@@ -34,6 +34,7 @@ def main() -> None:
         raise SystemExit("needs the profiler plugin: pip install -e '.[bench]'") from None
     import tensorflow as tf
 
+    from trainways.backends import current
     from trainways.backends.tensorflow.devices import configure_devices
     from trainways.config import RunConfig
     from trainways.data import load_reuters
@@ -58,7 +59,7 @@ def main() -> None:
     configure_devices(config.device)
     seed_everything(config)
     training = build_training(config, load_reuters(args.data))
-    setup = prepare(training.model, training.data, training.spec)
+    setup = prepare(training.model, training.data, training.spec, current())
     stepper = setup.backend.LoopStepper(
         setup.model, setup.spec, setup.data.train.element_spec, setup.placement
     )

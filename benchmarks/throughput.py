@@ -73,12 +73,15 @@ def _worker(config_json: str, data: str) -> None:
     from trainways.training import build_training, seed_everything
 
     method = config.train.method
-    current().devices.make_strategy(config.device)
+    backend = current()
+    backend.devices.make_strategy(config.device)
     seed_everything(config)
     training = build_training(config, load_reuters(data))
     timer = EpochLogger(logging.getLogger("benchmark.quiet"))
     hooks = _hook_gaps()
-    history = get_trainer(method)(training.model, training.data, training.spec, [timer, hooks])
+    history = get_trainer(method, backend)(
+        training.model, training.data, training.spec, [timer, hooks]
+    )
     print(
         json.dumps(
             {

@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import tensorflow as tf
 
+from trainways.backends import current
 from trainways.config import METHODS, RunConfig
 from trainways.data import load_reuters
 from trainways.trainers import get_trainer
@@ -35,7 +36,7 @@ def _train(method: str, reuters, strategy, steps: int) -> list[np.ndarray]:
         data = dataclasses.replace(
             training.data, steps_per_epoch=steps, validation=None, clock=None
         )
-        get_trainer(method)(training.model, data, training.spec, [])
+        get_trainer(method, current())(training.model, data, training.spec, [])
     return training.model.get_weights()
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainways.backends import current
 from trainways.callbacks import HalveLearningRate
 from trainways.checkpoint import (
     ARRAYS,
@@ -87,7 +88,7 @@ def _assert_same_weights(a: keras.Model, b: keras.Model) -> None:
 def test_resumed_training_is_bit_identical(method, tmp_path):
     # The rate is halved before the second epoch: the resumed run must take it from the checkpoint,
     # not from its fresh optimizer.
-    train = get_trainer(method)
+    train = get_trainer(method, current())
     straight = _model(seed=0)
     straight_history = train(straight, _data(), _spec(4), [HalveLearningRate(2)]).history
 
@@ -126,7 +127,7 @@ def test_early_stopping_state_survives_a_resume(method, tmp_path):
             monitor="val_loss", min_delta=10.0, patience=2, restore_best_weights=True
         )
 
-    train = get_trainer(method)
+    train = get_trainer(method, current())
     straight, straight_stop = _model(), stopper()
     callbacks = [straight_stop]
     callbacks.append(EpochCheckpoint(tmp_path, callbacks))
@@ -288,7 +289,7 @@ def _resume_batch(tmp_path, callbacks, initial_epoch):
     checkpoint = load_checkpoint(tmp_path, warn=_no_warning)
     model = _model(seed=1)
     spec = _spec(4, initial_epoch=initial_epoch)
-    return get_trainer("batch")(model, _data(), spec, callbacks(checkpoint))
+    return get_trainer("batch", current())(model, _data(), spec, callbacks(checkpoint))
 
 
 def test_resume_checks_initial_epoch_and_callback_order(compiled, tmp_path):

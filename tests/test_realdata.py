@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from trainways.agreement import METRIC_TOLERANCE, WEIGHT_TOLERANCE, Agreement, compare
+from trainways.backends import current
 from trainways.config import METHODS, RunConfig, TrainConfig
 from trainways.trainers import get_trainer
 from trainways.training import build_training, seed_everything
@@ -59,7 +60,9 @@ def ten_epochs(real_reuters) -> TenEpochs:
         seed_everything(config)
         training = build_training(config, real_reuters)
         capture, spy = FirstEpochWeights(), Spy()
-        history = get_trainer(method)(training.model, training.data, training.spec, [capture, spy])
+        history = get_trainer(method, current())(
+            training.model, training.data, training.spec, [capture, spy]
+        )
         first[method] = capture.weights
         final[method] = [(v.path, np.array(v.numpy())) for v in training.model.weights]
         histories[method], calls[method] = history.history, spy.calls
@@ -82,7 +85,7 @@ def test_the_tutorial_step_as_a_users_step_equals_the_built_in_loop(ten_epochs, 
     keras.backend.clear_session()
     seed_everything(config)
     training = build_training(config, real_reuters)
-    history = get_trainer("loop")(training.model, training.data, training.spec, [])
+    history = get_trainer("loop", current())(training.model, training.data, training.spec, [])
     ours = [(v.path, np.array(v.numpy())) for v in training.model.weights]
     for (name, value), (expected_name, expected) in zip(
         ours, ten_epochs.first["loop"], strict=True

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainways.backends import current
 from trainways.callbacks import HalveLearningRate
 from trainways.config import METHODS, ModelConfig
 from trainways.model import build_loss, build_metrics, build_model, build_optimizer
@@ -42,7 +43,7 @@ def _spec(epochs: int = 3, lr: float = 1e-2) -> TrainSpec:
 
 def _train(method: str, *, epochs: int = 3, lr: float = 1e-2, callbacks=(), model=None):
     model = model or _model()
-    history = get_trainer(method)(model, _datasets(), _spec(epochs, lr), list(callbacks))
+    history = get_trainer(method, current())(model, _datasets(), _spec(epochs, lr), list(callbacks))
     return model, history
 
 
@@ -89,7 +90,7 @@ def test_epoch_metrics_are_true_epoch_means(method):
     # equal one evaluation over the whole training split: a last-batch value would not.
     model = _model()
     data = _datasets()
-    history = get_trainer(method)(model, data, _spec(epochs=1, lr=0.0), [])
+    history = get_trainer(method, current())(model, data, _spec(epochs=1, lr=0.0), [])
     expected = model.evaluate(data.train, return_dict=True, verbose=0)
     for key in ("loss", "accuracy", "top5_accuracy"):
         assert history.history[key][0] == pytest.approx(expected[key], rel=1e-5, abs=1e-6)
@@ -136,7 +137,7 @@ def test_three_methods_compute_the_same_training():
     weights = {}
     for method in METHODS:
         model = _model(seed=3)
-        get_trainer(method)(model, _datasets(), _spec(epochs=1), [])
+        get_trainer(method, current())(model, _datasets(), _spec(epochs=1), [])
         weights[method] = model.get_weights()
     for method in ("batch", "loop"):
         for a, b in zip(weights["fit"], weights[method], strict=True):
@@ -198,7 +199,7 @@ def _fast_spec(epochs: int = 2, *, steps_per_execution: int = 1, xla: bool = Fal
     return TrainSpec(
         epochs=epochs,
         loss=build_loss(),
-        optimizer=build_optimizer(1e-2, xla=xla),
+        optimizer=build_optimizer(1e-2, xla=xla, backend=current()),
         metrics=build_metrics,
         steps_per_execution=steps_per_execution,
     )
@@ -214,7 +215,9 @@ def test_steps_per_execution_keeps_fits_hooks_and_the_numbers(steps):
     calls, weights = {}, {}
     for method in METHODS:
         spy, model = Spy(), _model(seed=3)
-        get_trainer(method)(model, _datasets(), _fast_spec(steps_per_execution=steps), [spy])
+        get_trainer(method, current())(
+            model, _datasets(), _fast_spec(steps_per_execution=steps), [spy]
+        )
         calls[method], weights[method] = spy.calls, model.get_weights()
     assert calls["batch"] == calls["fit"] and calls["loop"] == calls["fit"]
     begins = list(range(0, 7, steps))
@@ -222,7 +225,7 @@ def test_steps_per_execution_keeps_fits_hooks_and_the_numbers(steps):
     assert _hooks(calls["fit"], "on_train_batch_end") == [b + steps - 1 for b in begins] * 2
     assert _hooks(calls["fit"], "on_test_batch_begin") == list(range(0, 3, steps)) * 2
     reference = _model(seed=3)
-    get_trainer("fit")(reference, _datasets(), _fast_spec(), [])
+    get_trainer("fit", current())(reference, _datasets(), _fast_spec(), [])
     for method in METHODS:
         for ours, theirs in zip(weights[method], reference.get_weights(), strict=True):
             np.testing.assert_allclose(ours, theirs, atol=1e-6)
@@ -232,7 +235,9 @@ def test_whole_epoch_executions_of_a_stream_take_exactly_each_epochs_batches():
     weights = {}
     for method, steps in [("fit", 1), ("fit", 6), ("batch", 3), ("loop", 6)]:
         model = _model(seed=4)
-        get_trainer(method)(model, _stream(), _fast_spec(3, steps_per_execution=steps), [])
+        get_trainer(method, current())(
+            model, _stream(), _fast_spec(3, steps_per_execution=steps), []
+        )
         weights[method, steps] = model.get_weights()
     reference = weights["fit", 1]
     for key, values in weights.items():
@@ -258,12 +263,12 @@ def test_an_execution_that_would_cross_an_epoch_ends_with_it_on_clocked_data(met
     # 200 wires, batch 32: 7 steps per epoch, run as 3 + 3 + 1. The reference is the endless
     # stream of the same epochs, one step per call.
     spy, model = Spy(), _model(seed=4)
-    get_trainer(method)(model, _clocked(), _fast_spec(3, steps_per_execution=3), [spy])
+    get_trainer(method, current())(model, _clocked(), _fast_spec(3, steps_per_execution=3), [spy])
     assert _hooks(spy.calls, "on_train_batch_begin") == [0, 3, 6] * 3
     assert _hooks(spy.calls, "on_train_batch_end") == [2, 5, 8] * 3  # fit's indices
     assert _hooks(spy.calls, "on_test_batch_begin") == [0] * 3  # 3 validation steps, 1 call
     reference = _model(seed=4)
-    get_trainer("fit")(reference, _stream(n=200), _fast_spec(3), [])
+    get_trainer("fit", current())(reference, _stream(n=200), _fast_spec(3), [])
     for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)  # the same steps: not a bit apart
 
@@ -273,17 +278,17 @@ def test_steps_per_execution_that_splits_an_epoch_is_refused(method):
     # 6 steps per epoch of an endless stream: 4 would make fit's second execution run into the
     # next epoch (data that ends with each epoch takes any number: see above).
     with pytest.raises(ValueError, match=r"4 does not divide the 6 steps of an epoch.*1, 2, 3, 6"):
-        get_trainer(method)(_model(), _stream(), _fast_spec(steps_per_execution=4), [])
+        get_trainer(method, current())(_model(), _stream(), _fast_spec(steps_per_execution=4), [])
 
 
 def test_xla_optimizer_is_nadam_to_rounding_and_the_same_in_every_method():
     weights = {}
     for method in METHODS:
         model = _model(seed=3)
-        get_trainer(method)(model, _datasets(), _fast_spec(2, xla=True), [])
+        get_trainer(method, current())(model, _datasets(), _fast_spec(2, xla=True), [])
         weights[method] = model.get_weights()
     plain = _model(seed=3)
-    get_trainer("fit")(plain, _datasets(), _fast_spec(2), [])
+    get_trainer("fit", current())(plain, _datasets(), _fast_spec(2), [])
     for method in METHODS:
         for ours, theirs in zip(weights[method], weights["fit"], strict=True):
             np.testing.assert_array_equal(ours, theirs)
@@ -293,7 +298,7 @@ def test_xla_optimizer_is_nadam_to_rounding_and_the_same_in_every_method():
 
 def test_a_model_trained_with_the_xla_optimizer_saves_and_loads(tmp_path):
     model = _model()
-    get_trainer("loop")(model, _datasets(), _fast_spec(1, xla=True), [])
+    get_trainer("loop", current())(model, _datasets(), _fast_spec(1, xla=True), [])
     model.save(tmp_path / "m.keras")
     restored = keras.models.load_model(tmp_path / "m.keras")
     assert type(restored.optimizer).__name__ == "XlaNadam"
@@ -319,7 +324,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_the_methods_agree():
     weights, losses = {}, {}
     for method in METHODS:
         model = bf16_model()
-        history = get_trainer(method)(model, _datasets(), _fast_spec(3), [])
+        history = get_trainer(method, current())(model, _datasets(), _fast_spec(3), [])
         weights[method], losses[method] = model.get_weights(), history.history["loss"]
     for method in METHODS:
         assert losses[method][-1] < 0.8 * losses[method][0]
@@ -335,7 +340,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_the_methods_agree():
 def test_a_strategy_over_one_device_is_the_distributed_path_for_every_method(monkeypatch):
     # MirroredStrategy over one device is what --strategy mirrored gives a machine without GPUs:
     # every method must see the same strategy, build once, and compute the same training.
-    from trainways.backends.tensorflow import distribute
+    from trainways.backends.tensorflow import placement as distribute
 
     builds = []
     real_build = distribute.build_for_training
@@ -350,9 +355,9 @@ def test_a_strategy_over_one_device_is_the_distributed_path_for_every_method(mon
         builds.clear()
         with strategy.scope():
             model = _model()
-            setup = prepare(model, _datasets(), _spec(epochs=2))
+            setup = prepare(model, _datasets(), _spec(epochs=2), current())
             assert setup.placement.strategy is strategy, method
-            get_trainer(method)(model, _datasets(), _spec(epochs=2))
+            get_trainer(method, current())(model, _datasets(), _spec(epochs=2))
         assert len(builds) == 2, method  # one per prepare() above, one per training
         weights[method] = model.get_weights()
     for method in ("batch", "loop"):

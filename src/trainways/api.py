@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
+from types import ModuleType
 from typing import Any
 
 import keras
 import numpy as np
 
+from trainways.backends import current
 from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig, replace
 from trainways.lifecycle import RunLife
 from trainways.steps import StepFn, check_step
@@ -145,9 +147,11 @@ def train(
         options["tracking"] = TRACKING_AUTO if tracking is True else tracking
     config = replace(config or TrainConfig(epochs=1), **options)
     _refuse_run_options(config)
+    # The one look-up of the backend's module, passed down to the steps' check and the trainer.
+    backend_module = current()
     for role, fn in (("step", step), ("test_step", test_step)):
         if fn is not None:
-            check_step(fn, role=role)
+            check_step(fn, role=role, arguments=backend_module.STEP_ARGUMENTS)
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
     batch_size = config.batch_size
@@ -166,7 +170,7 @@ def train(
     spec = make_spec(
         config,
         loss=_as_loss(loss),
-        optimizer=_as_optimizer(optimizer, config, "learning_rate" in options),
+        optimizer=_as_optimizer(optimizer, config, "learning_rate" in options, backend_module),
         metrics=lambda: [_fresh_metric(m) for m in metric_list],
         train_step=step,
         test_step=test_step,
@@ -179,7 +183,7 @@ def train(
 
     def train_model() -> None:
         nonlocal history
-        history = get_trainer(config.method)(
+        history = get_trainer(config.method, backend_module)(
             model, TrainData(train_ds, val_ds, clock=clock), spec, all_callbacks
         )
 
@@ -233,7 +237,10 @@ def _refuse_run_options(config: TrainConfig) -> None:
 
 
 def _as_optimizer(
-    optimizer: str | keras.optimizers.Optimizer, config: TrainConfig, rate_given: bool
+    optimizer: str | keras.optimizers.Optimizer,
+    config: TrainConfig,
+    rate_given: bool,
+    backend: ModuleType,
 ) -> keras.optimizers.Optimizer:
     named = isinstance(optimizer, str)
     if rate_given and not named:
@@ -248,7 +255,7 @@ def _as_optimizer(
                 f"{key} chooses a Nadam: pass optimizer='nadam', got {optimizer!r}",
                 keys=(key,),
             )
-        return build_optimizer_for(config)
+        return build_optimizer_for(config, backend)
     if config.weight_decay is not None and not named:
         raise ConfigError(
             "weight_decay sets a named optimizer's decay: give weight_decay= to your optimizer "

@@ -21,6 +21,7 @@ import numpy as np
 from trainways import callbacks as tw_callbacks
 from trainways import rundir
 from trainways.agreement import Agreement, BackendAgreement, compare
+from trainways.backends import current
 from trainways.checkpoint import named_weights
 from trainways.children import child_argv, run_child
 from trainways.config import RunConfig
@@ -54,17 +55,18 @@ def measure(
         The agreement and each method's History.
     """
     config = agreement_config(config)
+    backend = current()
     first, final, histories = {}, {}, {}
     for method in methods:
         # Fresh layer-name counters, so each model's variables have the same paths.
         keras.backend.clear_session()
         # A user's step goes to the loop method only: fit and batch run their own.
         method_config = replace(config, train=config.train.for_method(method))
-        seed_everything(method_config)
-        training = build_training(method_config, reuters)
+        seed_everything(method_config, backend)
+        training = build_training(method_config, reuters, backend=backend)
         capture = _FirstEpochWeights()
         timer = tw_callbacks.EpochLogger(LOG.getChild(f"agree.{method}"))
-        history = get_trainer(method)(
+        history = get_trainer(method, backend)(
             training.model,
             training.data,
             training.spec,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import keras
@@ -373,13 +374,26 @@ def build_optimizer(
     xla: bool = False,
     dense: bool = False,
     weight_decay: float | None = None,
+    backend: ModuleType | None = None,
 ) -> keras.optimizers.Optimizer:
     """Nadam, as in the tutorial; with ``xla``, the backend's Nadam with one compiled update;
     with ``dense``, the backend's Nadam that applies every gradient dense; ``weight_decay`` is
-    Keras's decoupled decay (see :class:`trainways.config.TrainConfig`)."""
-    from trainways.backends import current
+    Keras's decoupled decay (see :class:`trainways.config.TrainConfig`).
 
-    backend = current()
+    Args:
+        learning_rate: Nadam's learning rate.
+        xla: The backend's ``XlaNadam``.
+        dense: The backend's ``DenseNadam``.
+        weight_decay: Keras's decoupled weight decay, or ``None``.
+        backend: The Keras backend's module (:mod:`trainways.backends`); needed for ``xla`` and
+            ``dense`` only.
+
+    Raises:
+        ValueError: ``xla`` or ``dense`` without ``backend``.
+        ConfigError: The backend refuses ``xla`` (it has no compiled Nadam update).
+    """
+    if (xla or dense) and backend is None:
+        raise ValueError("build_optimizer: xla and dense choose the backend's Nadam: pass backend=")
     kind = backend.XlaNadam if xla else backend.DenseNadam if dense else keras.optimizers.Nadam
     return kind(learning_rate=learning_rate, weight_decay=weight_decay)
 

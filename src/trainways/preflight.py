@@ -13,10 +13,12 @@ import contextlib
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import keras
 
+from trainways.backends import current
 from trainways.config import ConfigError, DataConfig, RunConfig, is_code_ref
 from trainways.training import build_model_for, build_optimizer_for, build_training
 
@@ -30,11 +32,14 @@ class Prepared:
         reuters: The loaded data.
         devices: The devices and strategy (the backend's ``devices.make_strategy``), or ``None``
             where the command trains in child processes that set up their own.
+        backend: The module of the backend this process runs on
+            (:func:`trainways.backends.current`, looked up here once and passed down).
     """
 
     config: RunConfig
     reuters: Any
     devices: Any | None
+    backend: ModuleType
 
 
 def preflight(config: RunConfig, *, devices: bool = True, resuming: Path | None = None) -> Prepared:
@@ -50,6 +55,7 @@ def preflight(config: RunConfig, *, devices: bool = True, resuming: Path | None 
     Raises:
         ConfigError, DataError: What is wrong, in one line.
     """
+    backend = current()
     if resuming is None:
         config = with_backend(with_seed(config))
     reuters = load_data(config.data)  # a bad --data fails before any run directory exists
@@ -58,12 +64,12 @@ def preflight(config: RunConfig, *, devices: bool = True, resuming: Path | None 
         config = with_fingerprint(config, reuters)
     else:
         check_run_data(config, reuters, resuming)
-    made = make_devices(config) if devices else None
+    made = backend.devices.make_strategy(config.device) if devices else None
     if resuming is None:
-        check_model(config, reuters, made)
+        check_model(config, reuters, made, backend)
     elif config.train.step or config.train.test_step:
-        check_steps(config, reuters, made)
-    return Prepared(config, reuters, made)
+        check_steps(config, reuters, made, backend)
+    return Prepared(config, reuters, made, backend)
 
 
 def load_data(config: DataConfig) -> Any:
@@ -112,7 +118,7 @@ def _scope(devices: Any) -> contextlib.AbstractContextManager[Any]:
     return devices.strategy.scope() if devices is not None else contextlib.nullcontext()
 
 
-def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
+def check_model(config: RunConfig, reuters: Any, devices: Any, backend: ModuleType) -> None:
     """Build the model once to see that it takes the data's shape, before any file is written.
 
     Raises:
@@ -120,8 +126,6 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
             tutorial CNN's pooling leaves nothing of fewer than 12), or does not output one
             probability per topic.
     """
-    from trainways.backends import current
-
     try:
         with _scope(devices):
             model = build_model_for(config, reuters)
@@ -149,10 +153,10 @@ def check_model(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
     # PyTorch).
     with _scope(devices):
-        build_optimizer_for(config.train)
-    current().check_training(config.train.jit_compile, config.train.steps_per_execution)
+        build_optimizer_for(config.train, backend)
+    backend.check_training(config.train.jit_compile, config.train.steps_per_execution)
     if config.train.step or config.train.test_step:
-        check_steps(config, reuters, devices)
+        check_steps(config, reuters, devices, backend)
     # Forget the throwaway models' layer names: the run's model is then named the same whatever
     # was checked (variable paths are compared between runs, and a --step checks one more).
     keras.backend.clear_session()
@@ -168,7 +172,7 @@ def _output_shape(model: keras.Model, max_len: int) -> tuple[int | None, ...]:
         return (None, *(int(n) for n in shape[1:]))
 
 
-def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
+def check_steps(config: RunConfig, reuters: Any, devices: Any, backend: ModuleType) -> None:
     """Load the user's step functions and trace them once on a throwaway model, so that a broken
     step (a missing file or function, a wrong signature, logs without a loss) is refused before
     any file is written.
@@ -179,18 +183,11 @@ def check_steps(config: RunConfig, reuters: Any, devices: Any = None) -> None:
     from trainways.trainers import loop, prepare
 
     with _scope(devices):
-        training = build_training(config, reuters)
-        loop.make_stepper(prepare(training.model, training.data, training.spec)).check(
+        training = build_training(config, reuters, backend=backend)
+        loop.make_stepper(prepare(training.model, training.data, training.spec, backend)).check(
             training.data
         )
     keras.backend.clear_session()  # as check_model: the throwaway's names are forgotten
-
-
-def make_devices(config: RunConfig) -> Any:
-    """Set the devices and the strategy up (before TensorFlow runs anything)."""
-    from trainways.backends import current
-
-    return current().devices.make_strategy(config.device)
 
 
 def with_fingerprint(config: RunConfig, reuters: Any) -> RunConfig:

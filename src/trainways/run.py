@@ -49,7 +49,7 @@ def train(
     """
     prepared = preflight(config)
     config = prepared.config
-    if not _is_chief(config):
+    if not prepared.backend.devices.is_chief(config.device):
         return _as_worker(prepared, quiet=quiet)
     out = Path(out or rundir.default_run_dir(config.train.method))
     # Resolved beside the run directories, and recorded: a resumed run logs to the same store.
@@ -86,7 +86,7 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
             keys=("workers", "task_index"),
         )
     prepared = preflight(config, resuming=run_dir)  # the step's file may have changed since
-    if not _is_chief(config):
+    if not prepared.backend.devices.is_chief(config.device):
         # Reads the chief's checkpoint (the run directory must be visible to every worker);
         # writes only to its own scratch directory.
         latest = checkpoint.load_checkpoint(run_dir, warn=warn_stderr)
@@ -106,12 +106,6 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
     if latest is None:
         LOG.info("no complete epoch in %s (it was %s): starting over", run_dir, status["state"])
     return _start(run_dir, prepared, quiet=quiet, resume_from=latest)
-
-
-def _is_chief(config: RunConfig) -> bool:
-    from trainways.backends import current
-
-    return current().devices.is_chief(config.device)
 
 
 def _as_worker(
@@ -146,15 +140,13 @@ def _start(
     resume_from: checkpoint.Checkpoint | None = None,
 ) -> int:
     """Train into ``out`` within the run's life cycle; return the exit status."""
-    from trainways.backends import current
-
-    config = prepared.config
+    config, backend = prepared.config, prepared.backend
     life = RunLife(out, config, quiet=quiet, resume_from=resume_from)
     life.start(lambda: MlflowTracking.for_run(out, config, warn=warner(quiet)))
     multiworker = config.device.strategy == "multiworker"
     return life.run(
         lambda: _train(life, prepared),
-        is_lost_worker=lambda error: multiworker and current().is_cluster_failure(error),
+        is_lost_worker=lambda error: multiworker and backend.is_cluster_failure(error),
     )
 
 
@@ -165,16 +157,19 @@ def _train(life: RunLife, prepared: Prepared) -> None:
     every method uses that strategy.
     """
     config, reuters, devices, out = prepared.config, prepared.reuters, prepared.devices, life.out
-    seed_everything(config)
+    backend = prepared.backend
+    seed_everything(config, backend)
     with devices.strategy.scope():
-        training = build_training(config, reuters, first_epoch=life.first_epoch)
+        training = build_training(config, reuters, first_epoch=life.first_epoch, backend=backend)
     _log_header(out, config, reuters, training, devices)
     callbacks = life.callbacks(
         schedule_callbacks(config),
         extra_optimizers=extra_optimizers(training.spec.train_step, training.spec.test_step),
     )
     with devices.strategy.scope():
-        get_trainer(config.train.method)(training.model, training.data, training.spec, callbacks)
+        get_trainer(config.train.method, backend)(
+            training.model, training.data, training.spec, callbacks
+        )
     from trainways.data import held_out_wires
 
     summary = life.summary()

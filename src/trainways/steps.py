@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,22 +103,29 @@ def load_function(ref: str, *, role: str) -> Callable[..., Any]:
     return function
 
 
+def describe_error(error: BaseException) -> str:
+    """``Type: first line`` of an error the user's code raised: what a one-line refusal quotes."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{type(error).__name__}: {first}"
+
+
 def _python_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     # A step the user already wrapped in tf.function: check the function it wraps.
     return getattr(fn, "python_function", fn)
 
 
-def check_step(fn: Callable[..., Any], *, role: str = "step") -> None:
-    """Refuse a step function that cannot be called as the backend's steps are: ``step(model, x,
-    y)`` on TensorFlow and PyTorch, ``step(model, state, x, y)`` on JAX (``STEP_ARGUMENTS`` of
-    :func:`trainways.backends.current`).
+def check_step(fn: Callable[..., Any], *, role: str = "step", arguments: Sequence[str]) -> None:
+    """Refuse a step function that cannot be called as the backend's steps are.
+
+    Args:
+        fn: The step function.
+        role: ``step`` or ``test_step``, named in errors.
+        arguments: The backend's ``STEP_ARGUMENTS``: ``(model, x, y)`` on TensorFlow and
+            PyTorch, ``(model, state, x, y)`` on JAX.
 
     Raises:
         ConfigError: It is not callable or takes other arguments.
     """
-    from trainways.backends import current
-
-    arguments = current().STEP_ARGUMENTS
     wanted = f"({', '.join(arguments)})"
     if not callable(fn):
         raise ConfigError(f"{role} must be a function step{wanted}, got {fn!r}", keys=(role,))
@@ -136,10 +143,11 @@ def check_step(fn: Callable[..., Any], *, role: str = "step") -> None:
         ) from None
 
 
-def load_step(ref: str, *, role: str = "step") -> StepFn:
-    """Load and check the step function ``FILE.py:FUNCTION`` (see :func:`load_function`)."""
+def load_step(ref: str, *, role: str = "step", arguments: Sequence[str]) -> StepFn:
+    """Load and check the step function ``FILE.py:FUNCTION`` (see :func:`load_function`), which
+    must take ``arguments`` (see :func:`check_step`)."""
     fn = load_function(ref, role=role)
-    check_step(fn, role=role)
+    check_step(fn, role=role, arguments=arguments)
     return fn
 
 

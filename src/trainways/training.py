@@ -31,18 +31,22 @@ class Training:
     spec: TrainSpec
 
 
+def _running(backend: ModuleType | None) -> ModuleType:
+    """``backend``, or the module of the backend this process runs on."""
+    if backend is not None:
+        return backend
+    from trainways.backends import current
+
+    return current()
+
+
 def seed_everything(config: RunConfig, backend: ModuleType | None = None) -> None:
     """Seed Python, NumPy and the backend (if a seed is set); with ``deterministic``, also fix
-    the kernels of ``backend`` (the running backend's module, :func:`trainways.backends.current`,
-    when not given)."""
+    the kernels of ``backend`` (default: the running backend's module)."""
     if config.train.seed is not None:
         keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:
-        if backend is None:
-            from trainways.backends import current
-
-            backend = current()
-        backend.enable_determinism()
+        _running(backend).enable_determinism()
 
 
 def make_spec(
@@ -84,9 +88,12 @@ def build_model_for(config: RunConfig, reuters: Any) -> keras.Model:
     )
 
 
-def build_optimizer_for(train: TrainConfig) -> keras.optimizers.Optimizer:
+def build_optimizer_for(
+    train: TrainConfig, backend: ModuleType | None = None
+) -> keras.optimizers.Optimizer:
     """The optimizer ``train`` asks for: Nadam at its learning rate, with its weight decay,
-    compiled update (``xla_optimizer``) or dense embedding gradients (``dense_gradients``)."""
+    the ``backend``'s compiled update (``xla_optimizer``) or dense embedding gradients
+    (``dense_gradients``); ``backend`` defaults to the running backend's module."""
     from trainways.model import build_optimizer
 
     return build_optimizer(
@@ -94,10 +101,17 @@ def build_optimizer_for(train: TrainConfig) -> keras.optimizers.Optimizer:
         xla=train.xla_optimizer,
         dense=train.dense_gradients,
         weight_decay=train.weight_decay,
+        backend=_running(backend),
     )
 
 
-def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> Training:
+def build_training(
+    config: RunConfig,
+    reuters: Any,
+    *,
+    first_epoch: int = 0,
+    backend: ModuleType | None = None,
+) -> Training:
     """Model, data pipeline and spec for ``config``, identical for every method.
 
     Call :func:`seed_everything` first: the model's initial weights come from the seed.
@@ -106,7 +120,10 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
         config: The run's configuration (``train.seed`` set).
         reuters: The loaded data.
         first_epoch: Epoch to start at (a resumed run's next epoch).
+        backend: The backend's module (default: the running backend's): its optimizers and
+            the arguments a user's step takes.
     """
+    backend = _running(backend)
     from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
     from trainways.model import adapt_to_training_data, build_loss, build_metrics
 
@@ -139,15 +156,19 @@ def build_training(config: RunConfig, reuters: Any, *, first_epoch: int = 0) -> 
     spec = make_spec(
         train,
         loss=build_loss(train.loss, train.label_smoothing),
-        optimizer=build_optimizer_for(train),
+        optimizer=build_optimizer_for(train, backend),
         metrics=build_metrics,
         first_epoch=first_epoch,
         # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
         # is created under the strategy the run trains with.
-        train_step=load_step(train.step, role="step") if train.step else None,
-        test_step=load_step(train.test_step, role="test_step") if train.test_step else None,
+        train_step=_load_step(train.step, "step", backend),
+        test_step=_load_step(train.test_step, "test_step", backend),
     )
     return Training(model, data, spec)
+
+
+def _load_step(ref: str | None, role: str, backend: ModuleType) -> Callable[..., Any] | None:
+    return load_step(ref, role=role, arguments=backend.STEP_ARGUMENTS) if ref else None
 
 
 def schedule_callbacks(config: RunConfig) -> list[keras.callbacks.Callback]:

@@ -1,33 +1,17 @@
 """One folder per Keras backend: what training needs that only that backend can do.
 
-Shared code never asks which backend runs (no ``if backend == ...``): it asks :func:`current`
-for the backend's module, and each module offers the same names:
+Shared code never asks which backend runs (no ``if backend == ...``). The run layer asks
+:func:`current` once for the backend's module and passes it down: to
+:func:`trainways.trainers.get_trainer`, :func:`trainways.steps.check_step` (its
+``STEP_ARGUMENTS``), :func:`trainways.model.build_optimizer`. Nothing below the run looks the
+backend up. Every backend offers the names of :data:`INTERFACE` (what each is, written there
+once), in the same files: :data:`FILES`, where :data:`LAZY` says which file holds which lazily
+loaded name. Code two backends would share lives once, in :mod:`trainways.backends.common`
+(``tests/test_backend_interface.py`` checks both: every name there, no code copied).
 
-=========================  =========================================================================
-``prepare(model, data)``   a :class:`Placement`-like object: the strategy the model was built under
-                           (``None`` for one device), the one build before training, the
-                           work-arounds a strategy needs; ``distribute(data)`` splits batches over
-                           replicas, ``batch_size(y)`` counts a (distributed) batch
-``LoopStepper``            the ``loop`` method's step (a hand-written gradient update, compiled)
-``compile_step(fn, m, p)`` a user's step for :class:`trainways.Loop` on model ``m``, compiled, per
-                           replica under ``p``'s strategy; ``p.gather(y)`` joins a distributed
-                           batch, ``p.spans_workers`` says whether it spans processes
-``XlaNadam``               Nadam with its update compiled as one function (``--xla-optimizer``)
-``enable_determinism()``   deterministic kernels (``--deterministic``)
-``check_training(...)``    refuses speed options the backend has no use for (``--xla`` on PyTorch)
-``jit_compile(requested)`` the ``jit_compile`` Keras gets for ``--xla`` (always on for JAX)
-``STEP_ARGUMENTS``         a user's step function's arguments (:func:`trainways.steps.check_step`)
-``is_cluster_failure(e)``  whether ``e`` means a peer of a multi-worker job was lost
-``devices``                devices and strategies: ``make_strategy(config)``, ``is_chief(config)``
-``environment``            ``environment(config)``: the variables to set before Keras is imported
-                           (a module that imports neither Keras nor the backend's package)
-=========================  =========================================================================
-
-and ``auto_steps_per_execution(model)``, what ``--steps-per-execution auto`` means there.
-
-Adding a backend adds a sibling folder with these names. Each keeps its ``__init__`` free of Keras
-and of its framework (:func:`load_lazily`), so that :func:`select` can import its ``environment``
-first: PyTorch and JAX read their device settings when they are imported.
+Adding a backend adds a sibling folder with these files and names. Each keeps its ``__init__``
+free of Keras and of its framework (:func:`load_lazily`), so that :func:`select` can import its
+``environment`` first: PyTorch and JAX read their device settings when they are imported.
 """
 
 from __future__ import annotations
@@ -46,6 +30,57 @@ SUPPORTED = ("tensorflow", "jax", "torch")
 
 # How to install a backend's package.
 INSTALL = {"jax": "pip install -e '.[jax]'", "torch": "pip install -e '.[torch]'"}
+
+#: The names every backend module offers, and what each is: the one statement of the interface.
+INTERFACE: Mapping[str, str] = {
+    "prepare": "prepare(model, data) -> Placement: the strategy the model was built under (None "
+    "for one device), the one build before training, the work-arounds a strategy needs",
+    "Placement": "where the steps run: distribute(data) splits batches over replicas, "
+    "batch_size(y) counts a (distributed) batch, gather(y) joins one, spans_workers says "
+    "whether it spans processes",
+    "LoopStepper": "the loop method's step (a hand-written gradient update, compiled): "
+    "LoopStepper(model, spec, element_spec, placement), a trainers.base.Stepper",
+    "compile_step": "compile_step(fn, model, placement, element_spec): a user's step for "
+    "trainways.Loop, compiled, per replica under the placement's strategy",
+    "XlaNadam": "Nadam with its update compiled as one function (--xla-optimizer), or a refusal",
+    "DenseNadam": "Nadam that applies every gradient dense (--dense-gradients)",
+    "enable_determinism": "enable_determinism(): deterministic kernels (--deterministic)",
+    "check_training": "check_training(jit_compile, steps_per_execution): refuses speed options "
+    "the backend has no use for (--xla on PyTorch)",
+    "jit_compile": "jit_compile(requested): the jit_compile Keras gets for --xla",
+    "auto_steps_per_execution": "auto_steps_per_execution(model): what --steps-per-execution "
+    "auto means there",
+    "STEP_ARGUMENTS": "a user's step function's arguments (trainways.steps.check_step)",
+    "is_cluster_failure": "is_cluster_failure(error): whether error means a peer of a "
+    "multi-worker job was lost",
+    "devices": "the module of devices and strategies: make_strategy(config), is_chief(config), "
+    "probe()",
+    "environment": "the module whose environment(config) gives the variables to set before Keras "
+    "is imported (it imports neither Keras nor the backend's package)",
+}
+
+#: Which file of a backend's folder holds each name its ``__init__`` loads lazily (importing the
+#: file imports Keras and the framework).
+LAZY: Mapping[str, str] = {
+    "prepare": "placement",
+    "Placement": "placement",
+    "is_cluster_failure": "placement",
+    "LoopStepper": "loop",
+    "compile_step": "own_loop",
+    "XlaNadam": "optimizers",
+    "DenseNadam": "optimizers",
+}
+
+#: The files of every backend's folder.
+FILES = (
+    "__init__.py",
+    "devices.py",
+    "environment.py",
+    "loop.py",
+    "optimizers.py",
+    "own_loop.py",
+    "placement.py",
+)
 
 
 def select(name: str | None, device: DeviceConfig | None = None) -> str:
@@ -106,7 +141,7 @@ def current() -> ModuleType:
         ) from None
 
 
-def load_lazily(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+def load_lazily(package: str, names: Mapping[str, str] = LAZY) -> Callable[[str], Any]:
     """A module ``__getattr__`` that imports ``package``'s submodule ``names[name]`` when
     ``name`` is first used, so that importing the package itself imports no Keras."""
 

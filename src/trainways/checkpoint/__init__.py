@@ -25,7 +25,7 @@ Resuming (see :class:`EpochCheckpoint`)::
     spec = TrainSpec(..., initial_epoch=checkpoint.epoch)
     callbacks = [..., early_stopping]
     callbacks.append(EpochCheckpoint(run_dir, callbacks, restore_from=checkpoint))
-    get_trainer(method)(fresh_model, data, spec, callbacks)
+    get_trainer(method, backend)(fresh_model, data, spec, callbacks)
 
 The package, one job a module (imports run one way: format ← adapters ← write, restoring ←
 callback; format ← read; first_epoch stands alone):

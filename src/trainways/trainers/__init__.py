@@ -1,10 +1,14 @@
 """The three training methods behind one contract and one setup.
 
-``get_trainer(method)(model, data, spec, callbacks) -> History`` is the contract. Every method
-goes through :func:`prepare` first — compile, resolve ``steps_per_execution`` against the data,
-and the backend's placement (strategy, one build, work-arounds) — and then its module's
+``get_trainer(method, backend)(model, data, spec, callbacks) -> History`` is the contract. Every
+method goes through :func:`prepare` first — compile, resolve ``steps_per_execution`` against the
+data, and the backend's placement (strategy, one build, work-arounds) — and then its module's
 ``run(setup, callbacks)`` drives the epochs: ``fit`` hands them to Keras, ``batch`` and ``loop``
 plug a stepper into :func:`trainways.trainers.base.drive`.
+
+The backend is an argument: the module of the Keras backend the process runs on, which the run
+layer gets from :func:`trainways.backends.current` and passes down. Nothing here looks it up,
+as Keras's own base trainer never imports a backend.
 """
 
 from __future__ import annotations
@@ -52,16 +56,19 @@ class Setup:
     placement: Any
 
 
-def prepare(model: keras.Model, data: TrainData, spec: TrainSpec) -> Setup:
+def prepare(model: keras.Model, data: TrainData, spec: TrainSpec, backend: ModuleType) -> Setup:
     """The one setup every method runs before its first epoch.
+
+    Args:
+        model: The model, built under the strategy it trains with.
+        data: Its datasets.
+        spec: What to train.
+        backend: The Keras backend's module (:mod:`trainways.backends`).
 
     Raises:
         ConfigError: ``spec.steps_per_execution`` does not fit the data, or the backend refuses
             a setting.
     """
-    from trainways.backends import current
-
-    backend = current()
     steps = resolve_steps_per_execution(
         spec.steps_per_execution,
         data.steps_per_epoch or steps_of(data.train),
@@ -84,8 +91,9 @@ def _method(method: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{method}")
 
 
-def get_trainer(method: str) -> TrainFn:
-    """The training function of ``method`` (``fit``, ``batch`` or ``loop``).
+def get_trainer(method: str, backend: ModuleType) -> TrainFn:
+    """The training function of ``method`` (``fit``, ``batch`` or ``loop``) on ``backend``, the
+    Keras backend's module (:mod:`trainways.backends`).
 
     Raises:
         ConfigError: ``method`` is not one of them.
@@ -99,7 +107,7 @@ def get_trainer(method: str) -> TrainFn:
         callbacks: Iterable[keras.callbacks.Callback] | None = None,
     ) -> keras.callbacks.History:
         check_steps_method(method, step=spec.train_step, test_step=spec.test_step)
-        return module.run(prepare(model, data, spec), callbacks)
+        return module.run(prepare(model, data, spec, backend), callbacks)
 
     train.__doc__ = module.run.__doc__
     train.__name__ = f"train_{method}"

@@ -11,45 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainways.backends import load_lazily
-from trainways.backends.jax import devices, environment
-from trainways.config import ConfigError
+from trainways.backends import INTERFACE, load_lazily
 
-__getattr__ = load_lazily(
-    __name__,
-    {
-        "LoopStepper": "loop",
-        "Placement": "placement",
-        "prepare": "placement",
-        "compile_step": "own_loop",
-    },
-)
+# Imported eagerly (neither imports Keras), listed in __all__ by INTERFACE.
+from trainways.backends.jax import devices as devices
+from trainways.backends.jax import environment as environment
 
-
-def XlaNadam(**_: Any) -> Any:
-    """Refused on JAX: there every step, the optimizer's update included, is one XLA program."""
-    raise ConfigError(
-        "xla_optimizer compiles TensorFlow's Nadam update; on JAX the whole step is already one "
-        "XLA program: drop it",
-        keys=("xla_optimizer",),
-    )
-
-
-def DenseNadam(**kwargs: Any) -> Any:
-    """Keras's Nadam: gradients here are dense already (see the TensorFlow backend's)."""
-    import keras
-
-    return keras.optimizers.Nadam(**kwargs)
+__getattr__ = load_lazily(__name__)
 
 
 def enable_determinism() -> None:
     """Nothing to do: JAX on the CPU computes the same bits every run."""
-
-
-def is_cluster_failure(error: BaseException) -> bool:
-    """A lost peer of a multi-process JAX job ends in a collective's error, not one trainways can
-    tell apart yet: nothing is treated as a lost worker."""
-    return False
 
 
 def check_training(jit_compile: bool, steps_per_execution: int | str) -> None:
@@ -73,19 +45,4 @@ def auto_steps_per_execution(model: Any) -> int:
     return 16
 
 
-__all__ = [
-    "STEP_ARGUMENTS",
-    "DenseNadam",
-    "LoopStepper",
-    "Placement",
-    "XlaNadam",
-    "auto_steps_per_execution",
-    "check_training",
-    "compile_step",
-    "devices",
-    "enable_determinism",
-    "environment",
-    "is_cluster_failure",
-    "jit_compile",
-    "prepare",
-]
+__all__ = sorted(INTERFACE)

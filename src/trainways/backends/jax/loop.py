@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from trainways import steps as user_steps
+from trainways.backends.common import PassStepper
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainSpec, example_batch
 
@@ -49,7 +50,7 @@ class _Pass:
     metrics: list[keras.metrics.Metric]
 
 
-class LoopStepper:
+class LoopStepper(PassStepper):
     """Steps with a hand-written ``jax.value_and_grad`` update and Keras metric objects.
 
     Args:
@@ -158,9 +159,8 @@ class LoopStepper:
         except ConfigError:
             raise
         except Exception as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ConfigError(
-                f"{role} {fn.__name__} failed when traced: {type(error).__name__}: {first}",
+                f"{role} {fn.__name__} failed when traced: {user_steps.describe_error(error)}",
                 keys=(role,),
             ) from None
         if train:
@@ -259,23 +259,11 @@ class LoopStepper:
 
     # ----------------------------------------------------------------- the Stepper protocol
 
-    def check(self, data: Any) -> None:
-        """Nothing to run: a user's step was checked when it was traced, which changes nothing."""
-
-    def reset(self) -> None:
-        for kind in self._passes.values():
-            for metric in kind.metrics:
-                metric.reset_state()
-        self._logs = {}
-
     def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         return self._run("train", iterator, steps)
 
     def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         return self._run("test", iterator, steps)
-
-    def results(self) -> dict[str, float]:
-        return dict(self._logs)
 
 
 def _split(metrics: list[keras.metrics.Metric], flat: list[Any]) -> list[list[Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from trainways.backends.common import is_cluster_failure
 from trainways.trainers.base import TrainData, build_before_training
 
 
@@ -115,3 +116,6 @@ def prepare(model: Any, data: TrainData) -> Placement:
 
     build_before_training(model, data.train.element_spec)
     return Placement(keras.distribution.distribution())
+
+
+__all__ = ["Placement", "is_cluster_failure", "prepare"]

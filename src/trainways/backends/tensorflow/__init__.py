@@ -5,23 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainways.backends import load_lazily
-from trainways.backends.tensorflow import devices, environment
+from trainways.backends import INTERFACE, load_lazily
 
-# TensorFlow is imported when one of these is first used, not with this package: the CLI starts
-# it with its start-up messages hidden, after choosing the backend.
-__getattr__ = load_lazily(
-    __name__,
-    {
-        "Placement": "distribute",
-        "is_cluster_failure": "distribute",
-        "prepare": "distribute",
-        "LoopStepper": "loop",
-        "XlaNadam": "optimizers",
-        "DenseNadam": "optimizers",
-        "compile_step": "own_loop",
-    },
-)
+# Imported eagerly (neither imports Keras), listed in __all__ by INTERFACE.
+from trainways.backends.tensorflow import devices as devices
+from trainways.backends.tensorflow import environment as environment
+
+# TensorFlow is imported when a name of LAZY is first used, not with this package: the CLI
+# starts it with its start-up messages hidden, after choosing the backend.
+__getattr__ = load_lazily(__name__)
 
 
 def enable_determinism() -> None:
@@ -48,26 +40,11 @@ def auto_steps_per_execution(model: Any) -> int:
     """What ``--steps-per-execution auto`` runs: 16 steps per call — as fast as 8 or a whole epoch
     per call on a 2-core CPU, with the tutorial model's progress bar moving several times a
     second (benchmarks/RESULTS.md, issue 14) — and 1 across workers, where Keras 3 cannot run
-    several (:func:`trainways.backends.tensorflow.distribute.prepare`)."""
+    several (:func:`trainways.backends.tensorflow.placement.prepare`)."""
     import tensorflow as tf
 
     spans_workers = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     return 1 if spans_workers else 16
 
 
-__all__ = [
-    "STEP_ARGUMENTS",
-    "DenseNadam",
-    "LoopStepper",
-    "Placement",
-    "XlaNadam",
-    "auto_steps_per_execution",
-    "check_training",
-    "compile_step",
-    "devices",
-    "enable_determinism",
-    "environment",
-    "is_cluster_failure",
-    "jit_compile",
-    "prepare",
-]
+__all__ = sorted(INTERFACE)

@@ -28,7 +28,8 @@ import keras
 import tensorflow as tf
 
 from trainways import steps as user_steps
-from trainways.backends.tensorflow.distribute import Placement
+from trainways.backends.common import PassStepper
+from trainways.backends.tensorflow.placement import Placement
 from trainways.trainers.base import TrainSpec
 
 
@@ -49,7 +50,7 @@ class _Pass:
     results: Callable[[], dict[str, tf.Tensor]]
 
 
-class LoopStepper:
+class LoopStepper(PassStepper):
     """Steps with a hand-written GradientTape update and Keras metric objects.
 
     Args:
@@ -273,20 +274,8 @@ class LoopStepper:
         ran, self._logs = many(iterator, tf.constant(steps))
         return int(ran)
 
-    def check(self, data: Any) -> None:
-        """Nothing to run: a user's step was checked when it was traced, which changes nothing."""
-
-    def reset(self) -> None:
-        for kind in self._passes.values():
-            for metric in kind.metrics:
-                metric.reset_state()
-        self._logs = {}
-
     def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         return self._steps(self._train_step, self._train_many, iterator, steps)
 
     def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         return self._steps(self._test_step, self._test_many, iterator, steps)
-
-    def results(self) -> dict[str, float]:
-        return {name: float(value) for name, value in self._logs.items()}

@@ -16,7 +16,7 @@ from typing import Any
 import tensorflow as tf
 
 from trainways import steps as user_steps
-from trainways.backends.tensorflow.distribute import Placement
+from trainways.backends.tensorflow.placement import Placement
 
 _SIZE = "__trainways_examples__"
 

@@ -11,35 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainways.backends import load_lazily
-from trainways.backends.torch import devices, environment
+from trainways.backends import INTERFACE, load_lazily
+
+# Imported eagerly (neither imports Keras), listed in __all__ by INTERFACE.
+from trainways.backends.torch import devices as devices
+from trainways.backends.torch import environment as environment
 from trainways.config import ConfigError
 
-__getattr__ = load_lazily(
-    __name__,
-    {
-        "LoopStepper": "loop",
-        "Placement": "placement",
-        "prepare": "placement",
-        "compile_step": "own_loop",
-    },
-)
-
-
-def XlaNadam(**_: Any) -> Any:
-    """Refused on PyTorch: it compiles TensorFlow's Nadam update."""
-    raise ConfigError(
-        "xla_optimizer compiles TensorFlow's Nadam update, which PyTorch does not run: drop it, "
-        "or use backend tensorflow",
-        keys=("xla_optimizer",),
-    )
-
-
-def DenseNadam(**kwargs: Any) -> Any:
-    """Keras's Nadam: gradients here are dense already (see the TensorFlow backend's)."""
-    import keras
-
-    return keras.optimizers.Nadam(**kwargs)
+__getattr__ = load_lazily(__name__)
 
 
 def enable_determinism() -> None:
@@ -47,11 +26,6 @@ def enable_determinism() -> None:
     import torch
 
     torch.use_deterministic_algorithms(True)
-
-
-def is_cluster_failure(error: BaseException) -> bool:
-    """One process on PyTorch: no peer to lose."""
-    return False
 
 
 def check_training(jit_compile: bool, steps_per_execution: int | str) -> None:
@@ -90,19 +64,4 @@ def auto_steps_per_execution(model: Any) -> int:
     return 1
 
 
-__all__ = [
-    "STEP_ARGUMENTS",
-    "DenseNadam",
-    "LoopStepper",
-    "Placement",
-    "XlaNadam",
-    "auto_steps_per_execution",
-    "check_training",
-    "compile_step",
-    "devices",
-    "enable_determinism",
-    "environment",
-    "is_cluster_failure",
-    "jit_compile",
-    "prepare",
-]
+__all__ = sorted(INTERFACE)

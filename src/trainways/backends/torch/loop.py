@@ -21,6 +21,7 @@ import keras
 import torch
 
 from trainways import steps as user_steps
+from trainways.backends.common import PassStepper
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainData, TrainSpec
 
@@ -40,7 +41,7 @@ class _Pass:
         self.results = results
 
 
-class LoopStepper:
+class LoopStepper(PassStepper):
     """Steps with a hand-written autograd update and Keras metric objects.
 
     Args:
@@ -167,9 +168,8 @@ class LoopStepper:
             except ConfigError:
                 raise
             except Exception as error:  # the user's code: its first line is the point
-                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 raise ConfigError(
-                    f"{role} failed on the first batch: {type(error).__name__}: {first}",
+                    f"{role} failed on the first batch: {user_steps.describe_error(error)}",
                     keys=(role,),
                 ) from None
 
@@ -184,20 +184,11 @@ class LoopStepper:
             self._logs = kind.results()
         return ran
 
-    def reset(self) -> None:
-        for kind in self._passes.values():
-            for metric in kind.metrics:
-                metric.reset_state()
-        self._logs = {}
-
     def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         return self._steps(self._passes["train"], iterator, steps)
 
     def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         return self._steps(self._passes["test"], iterator, steps)
-
-    def results(self) -> dict[str, float]:
-        return {name: float(value) for name, value in self._logs.items()}
 
 
 def _tensors(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:

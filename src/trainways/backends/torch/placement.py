@@ -9,6 +9,7 @@ from typing import Any
 
 import keras
 
+from trainways.backends.common import is_cluster_failure  # one process: no peer to lose
 from trainways.trainers.base import TrainData, build_before_training
 
 
@@ -56,3 +57,6 @@ def prepare(model: keras.Model, data: TrainData) -> Placement:
     """Build what ``fit`` builds on first use (compiled loss and metrics, the optimizer), once."""
     build_before_training(model, data.train.element_spec)
     return Placement()
+
+
+__all__ = ["Placement", "is_cluster_failure", "prepare"]
