@@ -221,10 +221,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``trainways compare``: the methods side by side, with a report."""
-    from trainways import tracking
-    from trainways.compare import load_comparison_state, run_comparison
+    from trainways.compare import resume_comparison, start_comparison
     from trainways.lifecycle import LOG, configure_logging
-    from trainways.preflight import preflight
 
     if args.resume is not None:
         given = bool(args.methods or args.backends or args.tutorial or args.out)
@@ -232,37 +230,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _refuse_with_resume(
             args, others, whose="the comparison's own settings", devices_may_change=False
         )
-        out = args.resume
-        state = load_comparison_state(out)
-        config = RunConfig.from_dict(state["config"])
-        methods, tutorial = tuple(state["methods"]), bool(state["tutorial"])
-        backends = tuple(state.get("backends") or ())
-    else:
-        config = config_from_args(args)
-        methods, tutorial = args.methods or METHODS, args.tutorial
-        backends = args.backends or ()
-        if backends:
-            if (args.methods and len(args.methods) > 1) or tutorial:
-                raise UsageError(
-                    "--backends trains one method on each backend: give one --methods, "
-                    "without --tutorial"
-                )
-            methods = args.methods or ("fit",)
-        # A bad --data or model fails here, before any directory; the children set devices.
-        config = preflight(config, devices=False).config
-        out = Path(args.out or rundir.default_run_dir("compare"))
-        # One store for the comparison and its children, beside the comparison directory.
-        config = tracking.with_resolved_uri(config, out.parent)
-        out = rundir.prepare(out, overwrite=args.overwrite)
+        configure_logging(None, quiet=args.quiet)
+        return resume_comparison(args.resume, log=LOG.info, quiet=args.quiet)
+    methods, backends = args.methods or METHODS, args.backends or ()
+    if backends:
+        if (args.methods and len(args.methods) > 1) or args.tutorial:
+            raise UsageError(
+                "--backends trains one method on each backend: give one --methods, "
+                "without --tutorial"
+            )
+        methods = args.methods or ("fit",)
     configure_logging(None, quiet=args.quiet)
-    return run_comparison(
-        out,
-        config,
+    return start_comparison(
+        config_from_args(args),
         methods,
-        tutorial=tutorial,
+        tutorial=args.tutorial,
+        backends=backends,
+        out=args.out,
+        overwrite=args.overwrite,
         log=LOG.info,
         quiet=args.quiet,
-        backends=backends,
     )
 
 

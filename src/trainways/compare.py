@@ -20,8 +20,9 @@ from typing import Any
 from trainways import rundir
 from trainways.children import child_argv, run_child
 from trainways.config import RunConfig
+from trainways.lifecycle import make_run_dir
 from trainways.measure import backend_config, save_initial_weights
-from trainways.preflight import load_data
+from trainways.preflight import load_data, preflight
 from trainways.report import write_comparison_report
 
 
@@ -242,6 +243,40 @@ def _run_configs(
         else replace(config, train=config.train.for_method(method))
         for method in methods
     }
+
+
+def start_comparison(
+    config: RunConfig,
+    methods: tuple[str, ...],
+    *,
+    tutorial: bool,
+    backends: tuple[str, ...],
+    out: Path | None,
+    overwrite: bool,
+    log: Any,
+    quiet: bool,
+) -> int:
+    """Check ``config`` (the pre-flight, in this process only: the children set their devices
+    up), make the comparison's directory and run it (:func:`run_comparison`)."""
+    config = preflight(config, devices=False).config
+    out, config = make_run_dir(config, out, name="compare", overwrite=overwrite)
+    return run_comparison(
+        out, config, methods, tutorial=tutorial, log=log, quiet=quiet, backends=backends
+    )
+
+
+def resume_comparison(out: Path, *, log: Any, quiet: bool) -> int:
+    """Continue the comparison in ``out`` with its saved settings (:func:`run_comparison`)."""
+    state = load_comparison_state(out)
+    return run_comparison(
+        out,
+        RunConfig.from_dict(state["config"]),
+        tuple(state["methods"]),
+        tutorial=bool(state["tutorial"]),
+        log=log,
+        quiet=quiet,
+        backends=tuple(state.get("backends") or ()),
+    )
 
 
 def load_comparison_state(out: Path) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from trainways.stops import (
     exit_status,
 )
 from trainways.summary import summarize_history
+from trainways.tracking import with_resolved_uri
 
 LOG = logging.getLogger("trainways")
 
@@ -84,6 +85,26 @@ def one_line(error: BaseException) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {first}"[:500]
+
+
+def make_run_dir(
+    config: RunConfig, out: Path | str | None, *, name: str, overwrite: bool
+) -> tuple[Path, RunConfig]:
+    """A new run directory and the configuration recorded in it.
+
+    Args:
+        config: The run's configuration (after the pre-flight).
+        out: The directory (default ``runs/<local time>-<name>``).
+        name: What the default directory's name ends with (the method, or ``compare``).
+        overwrite: Reuse a non-empty ``out`` (:func:`trainways.rundir.prepare`).
+
+    Returns:
+        The directory, and ``config`` with its MLflow store resolved beside it and recorded, so
+        that a resumed run and a comparison's children log to the same store.
+    """
+    out = Path(out or rundir.default_run_dir(name))
+    config = with_resolved_uri(config, out.parent)
+    return rundir.prepare(out, overwrite=overwrite), config
 
 
 class RunLife:

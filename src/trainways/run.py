@@ -23,10 +23,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trainways import checkpoint, rundir, tracking
+from trainways import checkpoint, rundir
 from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, apply_options
-from trainways.lifecycle import LOG, RunLife, configure_logging, warn_stderr, warner
+from trainways.lifecycle import (
+    LOG,
+    RunLife,
+    configure_logging,
+    make_run_dir,
+    warn_stderr,
+    warner,
+)
 from trainways.preflight import Prepared, preflight
 from trainways.steps import extra_optimizers
 from trainways.trainers import get_trainer
@@ -51,10 +58,7 @@ def train(
     config = prepared.config
     if not prepared.backend.devices.is_chief(config.device):
         return _as_worker(prepared, quiet=quiet)
-    out = Path(out or rundir.default_run_dir(config.train.method))
-    # Resolved beside the run directories, and recorded: a resumed run logs to the same store.
-    config = tracking.with_resolved_uri(config, out.parent)
-    out = rundir.prepare(out, overwrite=overwrite)
+    out, config = make_run_dir(config, out, name=config.train.method, overwrite=overwrite)
     rundir.write_json(out / rundir.CONFIG, config.to_dict())
     return _start(out, replace(prepared, config=config), quiet=quiet)
 

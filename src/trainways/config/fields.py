@@ -20,7 +20,6 @@ METHODS: tuple[str, ...] = ("fit", "batch", "loop")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
-STOP_ON: tuple[str, ...] = ("val_loss", "val_accuracy")
 LOSSES: tuple[str, ...] = ("crossentropy", "hinge", "squared_hinge")
 # --mlflow without a URI: $MLFLOW_TRACKING_URI, else a SQLite store beside the runs.
 TRACKING_AUTO = "auto"

@@ -10,7 +10,6 @@ from trainways.config.fields import (
     METHODS,
     PRECISIONS,
     STEPS_PER_EXECUTION_WORDS,
-    STOP_ON,
     TRACKING_AUTO,
     ConfigError,
     check_code_ref,
@@ -25,6 +24,9 @@ from trainways.config.fields import (
     replace,
 )
 from trainways.config.rules import check_steps_method
+
+# What early stopping (patience) may watch.
+STOP_ON: tuple[str, ...] = ("val_loss", "val_accuracy")
 
 
 @dataclass(frozen=True)
