@@ -13,7 +13,6 @@ from trainways.config import (
     DataConfig,
     RunConfig,
     TrainConfig,
-    resolve_steps_per_execution,
 )
 
 
@@ -148,29 +147,6 @@ def test_config_file_with_flags_over_it(tmp_path):
     config = config_from_args(args)
     assert config.train == TrainConfig(method="batch", epochs=2, seed=9, lr_halve_at=2)
     assert config.data == saved.data and config.device == saved.device
-
-
-@pytest.mark.parametrize(
-    ("value", "steps", "stream", "expected"),
-    [
-        ("auto", 281, False, 16),  # the backend's number; the epoch's last call runs 9
-        (16, 281, False, 16),
-        (500, 281, False, 281),  # more than an epoch is an epoch
-        ("epoch", 281, False, 281),
-        ("auto", 6, False, 6),
-        ("auto", 281, True, 1),  # a stream needs a divisor: 281 is prime
-        ("auto", 280, True, 14),  # the largest divisor of 280 up to 16
-        (4, 8, True, 4),
-        (3, None, False, 3),  # data that does not say its length
-    ],
-)
-def test_steps_per_execution_resolves_against_the_data(value, steps, stream, expected):
-    assert resolve_steps_per_execution(value, steps, stream=stream, auto=16) == expected
-
-
-def test_steps_per_execution_epoch_needs_data_that_knows_its_epoch():
-    with pytest.raises(ConfigError, match="'epoch' needs a dataset that knows its epoch"):
-        resolve_steps_per_execution("epoch", None)
 
 
 def test_the_configuration_and_the_parser_import_no_framework():

@@ -9,9 +9,15 @@ import tensorflow as tf
 
 from trainways.backends import current
 from trainways.callbacks import HalveLearningRate
-from trainways.config import METHODS, ModelConfig
+from trainways.config import METHODS, ConfigError, ModelConfig
 from trainways.model import build_loss, build_metrics, build_model, build_optimizer
-from trainways.trainers import TrainData, TrainSpec, get_trainer, prepare
+from trainways.trainers import (
+    TrainData,
+    TrainSpec,
+    get_trainer,
+    prepare,
+    resolve_steps_per_execution,
+)
 
 from helpers import Spy, toy_problem
 
@@ -363,3 +369,26 @@ def test_a_strategy_over_one_device_is_the_distributed_path_for_every_method(mon
     for method in ("batch", "loop"):
         for a, b in zip(weights["fit"], weights[method], strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5, err_msg=method)
+
+
+@pytest.mark.parametrize(
+    ("value", "steps", "stream", "expected"),
+    [
+        ("auto", 281, False, 16),  # the backend's number; the epoch's last call runs 9
+        (16, 281, False, 16),
+        (500, 281, False, 281),  # more than an epoch is an epoch
+        ("epoch", 281, False, 281),
+        ("auto", 6, False, 6),
+        ("auto", 281, True, 1),  # a stream needs a divisor: 281 is prime
+        ("auto", 280, True, 14),  # the largest divisor of 280 up to 16
+        (4, 8, True, 4),
+        (3, None, False, 3),  # data that does not say its length
+    ],
+)
+def test_steps_per_execution_resolves_against_the_data(value, steps, stream, expected):
+    assert resolve_steps_per_execution(value, steps, stream=stream, auto=16) == expected
+
+
+def test_steps_per_execution_epoch_needs_data_that_knows_its_epoch():
+    with pytest.raises(ConfigError, match="'epoch' needs a dataset that knows its epoch"):
+        resolve_steps_per_execution("epoch", None)

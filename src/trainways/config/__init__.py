@@ -16,7 +16,7 @@ The package, one job a module (import everything from here):
 * :mod:`trainways.config.fields`: :class:`ConfigError`, the allowed values (:data:`METHODS`,
   ...), :func:`option`, the parsers of an option's text and the checks the sections run.
 * :mod:`trainways.config.rules`: runtime rules, applied where they act:
-  :func:`resolve_steps_per_execution`, :func:`check_steps_method`.
+  :func:`check_steps_method`.
 * :mod:`trainways.config.sections`: :class:`DataConfig`, :class:`ModelConfig`,
   :class:`DeviceConfig`.
 * :mod:`trainways.config.training`: :class:`TrainConfig`.
@@ -43,7 +43,7 @@ from trainways.config.fields import (
     option,
     replace,
 )
-from trainways.config.rules import check_steps_method, resolve_steps_per_execution
+from trainways.config.rules import check_steps_method
 from trainways.config.run_config import RunConfig
 from trainways.config.sections import DataConfig, DeviceConfig, ModelConfig
 from trainways.config.table import Option, apply_options, flags_of, options
@@ -71,5 +71,4 @@ __all__ = [
     "option",
     "options",
     "replace",
-    "resolve_steps_per_execution",
 ]

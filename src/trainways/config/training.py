@@ -72,8 +72,9 @@ class TrainConfig:
             validation (``fit``'s ``steps_per_execution``; the GradientTape loop runs them in one
             graph, the ``train_on_batch`` method still calls once per batch): a whole number (an
             epoch's last call runs the steps that remain), ``"epoch"`` for whole epochs, or
-            ``"auto"``, the backend's choice (see :func:`resolve_steps_per_execution`). Progress
-            and Ctrl-C act between executions.
+            ``"auto"``, the backend's choice (resolved against the data by
+            :func:`trainways.trainers.resolve_steps_per_execution`). Progress and Ctrl-C act
+            between executions.
         xla_optimizer: Run the optimizer's update as one XLA-compiled function (the forward and
             backward passes stay on TensorFlow's kernels); same formula, different rounding.
         dense_gradients: On TensorFlow, densify the embedding's sparse gradient before Nadam
