@@ -235,6 +235,10 @@ def _two_arguments(model, x):
     return {"loss": 0.0}
 
 
+def _raises(model, x, y):
+    raise ValueError("my step is broken\nand a page of TensorFlow's context")
+
+
 @pytest.mark.parametrize(
     ("step", "message"),
     [
@@ -242,6 +246,7 @@ def _two_arguments(model, x):
         (_not_a_dict, r"step _not_a_dict returned float, not a dict of logs"),
         (_vector_log, r"returned 'loss' of shape \(3,\): logs other than 'y_pred' must be"),
         (_two_arguments, r"step _two_arguments\(model, x\) must take \(model, x, y\)"),
+        (_raises, r"^step _raises failed when traced: ValueError: my step is broken$"),
     ],
 )
 def test_a_broken_step_is_refused_before_any_step_runs(step, message):

@@ -21,6 +21,25 @@ def DenseNadam(**kwargs: Any) -> Any:
     return keras.optimizers.Nadam(**kwargs)
 
 
+def trace_user_step(fn: Callable[..., Any], role: str, trace: Callable[[], Any]) -> Any:
+    """What ``trace()`` — tracing the user's step ``fn`` once, the backend's way — returns; an
+    error the user's code raises there becomes one line naming the step.
+
+    Raises:
+        ConfigError: ``{role} {name} failed when traced: Type: first line``.
+    """
+    from trainways.steps import describe_error
+
+    try:
+        return trace()
+    except ConfigError:
+        raise
+    except Exception as error:  # a framework wraps it in pages of context: one line is the point
+        raise ConfigError(
+            f"{role} {fn.__name__} failed when traced: {describe_error(error)}", keys=(role,)
+        ) from None
+
+
 def refuse_xla_optimizer(message: str) -> Callable[..., Any]:
     """An ``XlaNadam`` for a backend without TensorFlow's XLA-compiled Nadam update: calling it
     refuses ``xla_optimizer`` with ``message``."""

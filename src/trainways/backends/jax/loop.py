@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from trainways import steps as user_steps
-from trainways.backends.common import PassStepper
+from trainways.backends.common import PassStepper, trace_user_step
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainSpec, example_batch
 
@@ -154,15 +154,9 @@ class LoopStepper(PassStepper):
         model = self._model
         weights = self._weights(optimizer=True)
         x, y = self._example
-        try:
-            traced = jax.eval_shape(lambda w, x, y: fn(model, w, x, y), weights, x, y)
-        except ConfigError:
-            raise
-        except Exception as error:
-            raise ConfigError(
-                f"{role} {fn.__name__} failed when traced: {user_steps.describe_error(error)}",
-                keys=(role,),
-            ) from None
+        traced = trace_user_step(
+            fn, role, lambda: jax.eval_shape(lambda w, x, y: fn(model, w, x, y), weights, x, y)
+        )
         if train:
             if not (isinstance(traced, tuple) and len(traced) == 2):
                 raise ConfigError(

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from trainways import steps as user_steps
-from trainways.backends.common import PassStepper
+from trainways.backends.common import PassStepper, trace_user_step
 from trainways.backends.tensorflow.placement import Placement
 from trainways.trainers.base import TrainSpec
 
@@ -124,17 +124,27 @@ class LoopStepper(PassStepper):
         what the step creates on first use (a second optimizer's variables).
         """
         seen: list[Any] = []
+        failed: list[Exception] = []
 
         def record(x: Any, y: Any) -> None:
-            seen.append(fn(x, y))
+            try:
+                seen.append(fn(x, y))
+            except Exception as error:
+                failed.append(error)
+                raise
 
-        if self._strategy is None:
-            tf.function(record).get_concrete_function(*self._element_spec)
-        else:
-            strategy = self._strategy
-            tf.function(lambda x, y: strategy.run(record, args=(x, y))).get_concrete_function(
-                *self._element_spec
-            )
+        try:
+            if self._strategy is None:
+                tf.function(record).get_concrete_function(*self._element_spec)
+            else:
+                strategy = self._strategy
+                tf.function(lambda x, y: strategy.run(record, args=(x, y))).get_concrete_function(
+                    *self._element_spec
+                )
+        except Exception:
+            if failed:  # as the user's code raised it: tf.function rewrites it into a page
+                raise failed[0] from None
+            raise
         return seen[0]
 
     # ----------------------------------------------------------------- a user's step function
@@ -142,7 +152,7 @@ class LoopStepper(PassStepper):
     def _user_pass(self, fn: Callable[..., Any], role: str) -> _Pass:
         """A pass running the user's ``fn(model, x, y)``, its logs tracked as the contract says."""
         model = self._model
-        traced = self._probe(lambda x, y: fn(model, x, y))
+        traced = trace_user_step(fn, role, lambda: self._probe(lambda x, y: fn(model, x, y)))
         logs = user_steps.check_logs(traced, role=role, source=fn)
         scalars = {
             key: keras.metrics.Mean(name=key) for key in logs if key != user_steps.PREDICTIONS
