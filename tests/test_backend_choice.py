@@ -166,3 +166,18 @@ def test_select_sets_the_backends_device_before_keras_starts():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["torch", "cpu"]
+
+
+@pytest.mark.parametrize("backends", ["tensorflow,jax", "jax,tensorflow"])
+def test_compare_backends_refuses_a_step_a_backend_cannot_run_before_any_trains(
+    backends, corpus, tmp_path, capsys
+):
+    out = tmp_path / "compare"
+    argv = ["compare", "--backends", backends, "--methods", "loop", "--data", str(corpus)]
+    step = Path(__file__).resolve().parents[1] / "examples" / "tutorial_step.py"
+    argv += ["--step", f"{step}:train_step", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "must take (model, state, x, y) on the jax backend" in err
+    assert err.count("\n") == 1, err
+    assert not out.exists()

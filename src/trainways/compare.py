@@ -22,7 +22,7 @@ from trainways.children import child_argv, run_child
 from trainways.config import RunConfig
 from trainways.lifecycle import make_run_dir
 from trainways.measure import backend_config, save_initial_weights
-from trainways.preflight import load_data, preflight
+from trainways.preflight import check_step_signatures, load_data, preflight
 from trainways.report import write_comparison_report
 
 
@@ -258,6 +258,8 @@ def start_comparison(
 ) -> int:
     """Check ``config`` (the pre-flight, in this process only: the children set their devices
     up), make the comparison's directory and run it (:func:`run_comparison`)."""
+    if "loop" in methods:  # the one method a user's step runs in
+        check_step_signatures(config, backends)
     config = preflight(config, devices=False).config
     out, config = make_run_dir(config, out, name="compare", overwrite=overwrite)
     return run_comparison(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -95,6 +96,22 @@ def check(config: RunConfig, reuters: Any) -> None:
         allow_other=config.data.allow_other_data,
     )
     held_out_wires(len(reuters.y_train), config.data.validation_split)
+
+
+def check_step_signatures(config: RunConfig, backends: Sequence[str]) -> None:
+    """Refuse a user's step that cannot run on one of ``backends`` (``compare --backends``: a
+    step for TensorFlow is not JAX's), before any of them trains.
+
+    Raises:
+        ConfigError: The step's arguments are not those of one of the backends.
+    """
+    from trainways.backends import named
+    from trainways.steps import load_step
+
+    for role in ("step", "test_step"):
+        ref = getattr(config.train, role)
+        for name in backends if ref else ():
+            load_step(ref, role=role, arguments=named(name).STEP_ARGUMENTS, backend=name)
 
 
 def check_run_data(config: RunConfig, reuters: Any, run_dir: Path) -> None:

@@ -114,7 +114,13 @@ def _python_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(fn, "python_function", fn)
 
 
-def check_step(fn: Callable[..., Any], *, role: str = "step", arguments: Sequence[str]) -> None:
+def check_step(
+    fn: Callable[..., Any],
+    *,
+    role: str = "step",
+    arguments: Sequence[str],
+    backend: str | None = None,
+) -> None:
     """Refuse a step function that cannot be called as the backend's steps are.
 
     Args:
@@ -122,6 +128,7 @@ def check_step(fn: Callable[..., Any], *, role: str = "step", arguments: Sequenc
         role: ``step`` or ``test_step``, named in errors.
         arguments: The backend's ``STEP_ARGUMENTS``: ``(model, x, y)`` on TensorFlow and
             PyTorch, ``(model, state, x, y)`` on JAX.
+        backend: The backend's name, for the message (default: the one Keras runs on).
 
     Raises:
         ConfigError: It is not callable or takes other arguments.
@@ -138,16 +145,18 @@ def check_step(fn: Callable[..., Any], *, role: str = "step", arguments: Sequenc
     except TypeError:
         raise ConfigError(
             f"{role} {_name(fn)}{signature} must take {wanted} on the "
-            f"{keras.backend.backend()} backend (docs/custom-steps.md)",
+            f"{backend or keras.backend.backend()} backend (docs/custom-steps.md)",
             keys=(role,),
         ) from None
 
 
-def load_step(ref: str, *, role: str = "step", arguments: Sequence[str]) -> StepFn:
+def load_step(
+    ref: str, *, role: str = "step", arguments: Sequence[str], backend: str | None = None
+) -> StepFn:
     """Load and check the step function ``FILE.py:FUNCTION`` (see :func:`load_function`), which
-    must take ``arguments`` (see :func:`check_step`)."""
+    must take ``arguments`` on ``backend`` (see :func:`check_step`)."""
     fn = load_function(ref, role=role)
-    check_step(fn, role=role, arguments=arguments)
+    check_step(fn, role=role, arguments=arguments, backend=backend)
     return fn
 
 

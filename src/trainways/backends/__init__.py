@@ -129,7 +129,17 @@ def current() -> ModuleType:
     """
     import keras
 
-    name = keras.backend.backend()
+    return named(keras.backend.backend())
+
+
+def named(name: str) -> ModuleType:
+    """The module of backend ``name``, whichever backend this process runs: importing it imports
+    neither Keras nor the framework (its names that need them load when first used), so a
+    process can read another backend's plain settings, such as ``STEP_ARGUMENTS``.
+
+    Raises:
+        ConfigError: trainways has no support for that backend.
+    """
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as error:
