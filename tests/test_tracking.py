@@ -4,6 +4,8 @@ Runs log to a local SQLite store, read back through ``mlflow.MlflowClient``; the
 never-lose-training test starts an ``mlflow server`` on 127.0.0.1 and stops it in the middle of
 a run. The comparison's parent and nested runs are tested with the module comparison of
 test_compare.py; JAX's and PyTorch's runs (and their own-loop examples) in test_backends.py.
+Longer than most test modules: every way a run meets MLflow shares its fixtures (the trained
+runs, the store), and the cheap checks of stores and records at the end train nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -27,10 +30,17 @@ import trainways
 from trainways import callbacks as tw_callbacks
 from trainways import rundir
 from trainways.cli import main
-from trainways.config import options
+from trainways.config import RunConfig, options
 from trainways.lifecycle import RunLife
 from trainways.parser import build_parser
-from trainways.tracking import resolve_uri
+from trainways.tracking import (
+    TrackedRun,
+    TrackingError,
+    library_uri,
+    log_evaluation,
+    resolve_uri,
+    with_resolved_uri,
+)
 
 from helpers import Children, read_history, read_status, toy_problem, train_args
 
@@ -342,7 +352,7 @@ def test_mlflow_without_a_uri_means_the_environments_or_a_store_beside_the_runs(
     assert resolve_uri("auto", tmp_path / "runs") == f"sqlite:///{tmp_path}/runs/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracker:5000")
     assert resolve_uri("auto", tmp_path / "runs") == "http://tracker:5000"
-    assert resolve_uri("sqlite:///elsewhere.db", tmp_path) == "sqlite:///elsewhere.db"
+    assert resolve_uri("sqlite:////elsewhere.db", tmp_path) == "sqlite:////elsewhere.db"
 
 
 def test_without_mlflow_installed_tracking_is_refused_before_the_run_exists(
@@ -467,3 +477,166 @@ def test_the_callback_logs_a_plain_keras_fit(tmp_path):
     # A SQLite store keeps its artifacts beside it, not in ./mlruns of the working directory.
     experiment = client.get_experiment(found.info.experiment_id)
     assert experiment.artifact_location == (tmp_path / rundir.TRACKING_ARTIFACTS).as_uri()
+
+
+# --------------------------------------------------------------------------- stores and records
+# A store that cannot be written, a relative store, MLflow's own lines, a repeated track and a
+# broken mlflow.json: each costs a warning or a one-line refusal, never a stall or a traceback.
+
+
+def _finished_run(path: Path, *, figures: dict | None = None) -> Path:
+    """A completed run directory written by hand (no training): 2 epochs, and ``figures`` as
+    its ``evaluation.json``."""
+    path.mkdir(parents=True)
+    rundir.write_json(path / rundir.CONFIG, {"train": {"method": "fit", "learning_rate": 1e-3}})
+    rundir.write_history_csv({"loss": [1.5, 1.0], "accuracy": [0.25, 0.5]}, path)
+    if figures is not None:
+        rundir.write_json(path / rundir.EVALUATION, figures)
+    rundir.set_status(path, rundir.COMPLETED, epochs_completed=2)
+    return path
+
+
+def _unwritable(monkeypatch, folder: Path) -> None:
+    """``folder`` reads as unwritable, as a directory of someone else's does (tests run as
+    root, which may write anywhere)."""
+    access = os.access
+
+    def no_write(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", no_write)
+
+
+def test_a_sqlite_store_in_an_unwritable_directory_is_refused_before_the_run_exists(
+    corpus, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("TRAINWAYS_CACHE_DIR", str(tmp_path / "cache"))
+    locked, run_dir = tmp_path / "locked", tmp_path / "run"
+    locked.mkdir()
+    _unwritable(monkeypatch, locked)
+    argv = train_args(corpus, run_dir, "fit", 1, *SMALL, "--mlflow", sqlite(locked / "m.db"))
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert f"{locked} is not writable" in line and "--mlflow" in line, line
+    assert captured.out == ""
+    assert not run_dir.exists() and list(locked.iterdir()) == []
+
+
+def test_a_store_that_cannot_be_opened_is_one_quick_warning_without_mlflows_retries(
+    tmp_path, monkeypatch, capsys
+):
+    # MLflow retries opening a SQLite store 9 times over ~100 s, 4 lines each, --quiet or not.
+    where = tmp_path / "store.db"
+    where.mkdir()  # a directory where the database file should be: SQLite cannot open it
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _unwritable(monkeypatch, locked)
+    for uri in (sqlite(where), sqlite(locked / "m.db"), sqlite(tmp_path / "new" / "m.db")):
+        warnings: list[str] = []
+        started = time.monotonic()
+        run = TrackedRun(uri, warn=warnings.append)
+        run.open()
+        assert time.monotonic() - started < 10, uri
+        if uri.endswith("new/m.db"):  # a folder that does not exist yet is made
+            assert run.run_id is not None and warnings == []
+            continue
+        assert run.run_id is None and len(warnings) == 1, warnings
+        assert "training goes on untracked" in warnings[0]
+        with pytest.raises(TrackingError, match="MLflow at"):
+            TrackedRun(uri, strict=True).open()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "SQLAlchemy" not in captured.err, captured.err
+
+
+def test_a_relative_sqlite_store_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    # --resume from another directory must find the same store, and the same MLflow run.
+    monkeypatch.chdir(tmp_path)
+    expected = f"sqlite:///{tmp_path}/rel.db"
+    assert resolve_uri("sqlite:///rel.db", tmp_path / "runs") == expected
+    assert library_uri("sqlite:///rel.db", tmp_path / "runs") == expected
+    config = RunConfig()
+    config = replace(config, train=replace(config.train, tracking="sqlite:///sub/rel.db"))
+    resolved = with_resolved_uri(config, tmp_path / "runs")
+    assert resolved.train.tracking == f"sqlite:///{tmp_path}/sub/rel.db"
+    assert resolve_uri("http://host:5000", tmp_path) == "http://host:5000"
+
+
+def test_a_new_store_prints_nothing_of_mlflows_own(tmp_path):
+    # MLflow announces creating its tables (INFO, on stderr) the first time it is imported and
+    # opens a store: a quiet run prints nothing but trainways' own warnings.
+    code = (
+        "import sys\n"
+        "from trainways.tracking import TrackedRun\n"
+        "run = TrackedRun(sys.argv[1])\n"
+        "assert run.open() is not None\n"
+        "run.end('FINISHED')\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, sqlite(tmp_path / "new.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert (child.stdout, child.stderr) == ("", ""), child.stderr
+
+
+def test_tracking_a_run_again_logs_its_evaluation_once(tmp_path, capsys):
+    figures = {"loss": 0.75, "accuracy": 0.625, "macro_f1": 0.5}
+    run_dir = _finished_run(tmp_path / "run", figures=figures)
+    store = sqlite(tmp_path / "mlflow.db")
+    for _ in range(3):
+        assert main(["track", str(run_dir), "--mlflow", store]) == 0
+    client, mlflow_run = run_of(run_dir)
+    assert steps(client, mlflow_run.info.run_id, "test_accuracy") == [(0, 0.625)]
+    assert steps(client, mlflow_run.info.run_id, "test_macro_f1") == [(0, 0.5)]
+    assert len(steps(client, mlflow_run.info.run_id, "loss")) == 2
+    # A new evaluation (other figures) is logged, once.
+    rundir.write_json(run_dir / rundir.EVALUATION, {**figures, "accuracy": 0.75})
+    for _ in range(2):
+        log_evaluation(run_dir, {**figures, "accuracy": 0.75})
+    assert steps(client, mlflow_run.info.run_id, "test_accuracy") == [(0, 0.625), (0, 0.75)]
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("record", ["{", "[]", '{"tracking_uri": 5}', '{"run_id": "abc"}'])
+def test_a_broken_tracking_record_is_one_warning_and_track_refuses_it(record, tmp_path, capsys):
+    run_dir = _finished_run(tmp_path / "run", figures={"accuracy": 0.5})
+    (run_dir / rundir.TRACKING).write_text(record)
+    store = sqlite(tmp_path / "mlflow.db")
+    warnings: list[str] = []
+    run = TrackedRun.of_run_dir(run_dir, store, warn=warnings.append)
+    assert run.open() is None
+    [warning] = warnings
+    assert str(run_dir / rundir.TRACKING) in warning and "untracked" in warning, warning
+    assert f"delete {run_dir / rundir.TRACKING}" in warning
+    log_evaluation(run_dir, {"accuracy": 0.5})  # trainways evaluate: a warning, no error
+    assert main(["track", str(run_dir), "--mlflow", store]) == 2
+    [line] = capsys.readouterr().err.splitlines()[-1:]
+    assert line.startswith("trainways track: error: ") and str(run_dir / rundir.TRACKING) in line
+    assert (run_dir / rundir.TRACKING).read_text() == record  # nothing changed
+
+
+def test_a_loop_resumed_over_a_broken_tracking_record_trains_on_untracked(store, tmp_path):
+    x, y = toy_problem(n=64)
+    out = tmp_path / "own"
+
+    def train(stop_after: int | None) -> None:
+        model = _toy_model(x.shape[1])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        loop = trainways.Loop(model, x, y, epochs=2, seed=0, out=out, verbose=False, tracking=store)
+        for epoch in loop.epochs():
+            for xb, yb in loop.batches():
+                loop.log(model.train_on_batch(xb, yb, return_dict=True))
+            if stop_after is not None and epoch + 1 == stop_after:
+                break
+
+    train(stop_after=2)
+    (out / rundir.TRACKING).write_text("{")  # the disk filled up as it was written
+    train(stop_after=None)
+    assert read_status(out)["state"] == "completed"
+    warnings = [line for line in (out / rundir.LOG).read_text().splitlines() if "MLflow" in line]
+    assert len(warnings) == 1 and str(out / rundir.TRACKING) in warnings[0], warnings

@@ -18,9 +18,11 @@ they are driven — ``fit``, the ``train_on_batch`` loop, the GradientTape loop,
 
 The MLflow run's id is recorded in the run directory (``mlflow.json``, :mod:`trainways.rundir`),
 so ``--resume`` continues the same MLflow run. Tracking never costs training: the first MLflow
-call that fails (an unreachable server, a locked store) is one warning, after which the run
-trains on untracked; ``trainways track RUN_DIR`` (:func:`upload`) logs a run afterwards, filling
-in only the epochs its MLflow run lacks.
+call that fails (an unreachable server, a locked store, a broken ``mlflow.json``) is one
+warning, after which the run trains on untracked (a SQLite store that cannot be written is
+refused before a new run starts, :func:`store_problem`); ``trainways track RUN_DIR``
+(:func:`upload`) logs a run afterwards, filling in only the epochs and figures its MLflow run
+lacks.
 
 The package's modules, bottom to top; none imports MLflow or Keras before it calls MLflow, and
 none imports :mod:`trainways.callbacks`, so ``trainways track`` starts no backend:
@@ -46,7 +48,9 @@ from trainways.tracking.params import (
     require_mlflow,
     resolve_uri,
     run_params,
+    sqlite_file,
     status_of_error,
+    store_problem,
     with_resolved_uri,
 )
 from trainways.tracking.runs import (
@@ -54,6 +58,7 @@ from trainways.tracking.runs import (
     RUN_DIR_TAG,
     TrackedRun,
     log_evaluation,
+    read_record,
     recorded_epochs,
     upload,
 )
@@ -76,11 +81,14 @@ __all__ = [
     "library_uri",
     "log_evaluation",
     "params_of_run_dir",
+    "read_record",
     "recorded_epochs",
     "require_mlflow",
     "resolve_uri",
     "run_params",
+    "sqlite_file",
     "status_of_error",
+    "store_problem",
     "upload",
     "with_resolved_uri",
 ]

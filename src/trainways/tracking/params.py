@@ -30,6 +30,7 @@ STATUS_OF_STATE = {
     rundir.FAILED: FAILED,
     rundir.RUNNING: FAILED,
 }
+SQLITE = "sqlite:///"
 _PARAM_LIMIT = 6000  # characters MLflow keeps of a param's value
 
 
@@ -55,13 +56,71 @@ def status_of_error(error: BaseException) -> str:
 
 
 def resolve_uri(value: str, root: Path) -> str:
-    """The tracking URI ``value`` means: itself, or for ``"auto"`` ``$MLFLOW_TRACKING_URI``, else
-    the SQLite store ``mlflow.db`` in ``root`` (where the run directories are), by absolute path."""
-    if value != TRACKING_AUTO:
+    """The tracking URI ``value`` means, as the run records it: itself, but a relative SQLite
+    store by its absolute path (so that ``--resume`` and ``trainways track`` find it from any
+    directory); for ``"auto"`` ``$MLFLOW_TRACKING_URI``, else the SQLite store ``mlflow.db`` in
+    ``root`` (where the run directories are), by absolute path."""
+    if value == TRACKING_AUTO:
+        value = os.environ.get("MLFLOW_TRACKING_URI") or (
+            f"{SQLITE}{(Path(root) / rundir.TRACKING_STORE).resolve()}"
+        )
+    store = sqlite_file(value)
+    if store is None or store.is_absolute():
         return value
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{(Path(root) / rundir.TRACKING_STORE).resolve()}"
-    )
+    _, mark, query = value.partition("?")
+    return f"{SQLITE}{store.resolve()}{mark}{query}"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``None`` for other stores and in-memory
+    databases), without its ``?query``."""
+    if not uri.startswith(SQLITE):
+        return None
+    path = uri[len(SQLITE) :].split("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def store_problem(uri: str) -> str | None:
+    """Why the SQLite store of ``uri`` cannot be written, found without writing anything:
+    its file is no file or unwritable, or the folder it goes in (the nearest that exists) is no
+    folder or unwritable; ``None`` if it can be, and for other stores.
+
+    MLflow retries opening a SQLite store it cannot open for about 100 seconds, printing each
+    try, so a store that cannot work is caught before MLflow sees it.
+    """
+    path = sqlite_file(uri)
+    if path is None:
+        return None
+    path = path.absolute()
+    if path.exists():
+        if not path.is_file():
+            return f"{path} is not a file"
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} is not writable"
+    folder = path.parent  # SQLite writes its journal beside the database
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
+
+
+def _usable_uri(uri: str) -> str:
+    """``uri``, unless it is a SQLite store that cannot be written (:func:`store_problem`).
+
+    Raises:
+        ConfigError: The store cannot be written.
+    """
+    problem = store_problem(uri)
+    if problem is not None:
+        raise ConfigError(
+            f"MLflow store {uri}: {problem}; choose a store in a directory you can write "
+            "(sqlite:///PATH/mlflow.db), or a server (http://host:5000)",
+            keys=("tracking",),
+        )
+    return uri
 
 
 def with_resolved_uri(config: RunConfig, root: Path) -> RunConfig:
@@ -69,12 +128,13 @@ def with_resolved_uri(config: RunConfig, root: Path) -> RunConfig:
     where it logs and ``--resume`` and ``compare``'s children log to the same store.
 
     Raises:
-        ConfigError: Tracking is asked for but MLflow is not installed.
+        ConfigError: Tracking is asked for but MLflow is not installed, or the SQLite store
+            cannot be written (:func:`store_problem`).
     """
     if config.train.tracking is None:
         return config
     require_mlflow()
-    uri = resolve_uri(config.train.tracking, root)
+    uri = _usable_uri(resolve_uri(config.train.tracking, root))
     return replace(config, train=replace(config.train, tracking=uri))
 
 
@@ -84,7 +144,8 @@ def library_uri(tracking: str | bool, root: Path) -> str:
     in ``root``.
 
     Raises:
-        ConfigError: ``tracking`` is neither a URI nor ``True``, or MLflow is not installed.
+        ConfigError: ``tracking`` is neither a URI nor ``True``, MLflow is not installed, or
+            the SQLite store cannot be written (:func:`store_problem`).
     """
     if tracking is True:
         tracking = TRACKING_AUTO
@@ -95,7 +156,7 @@ def library_uri(tracking: str | bool, root: Path) -> str:
             keys=("tracking",),
         )
     require_mlflow()
-    return resolve_uri(tracking, root)
+    return _usable_uri(resolve_uri(tracking, root))
 
 
 def run_params(

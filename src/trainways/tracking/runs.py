@@ -25,7 +25,7 @@ from trainways.tracking.params import (
     require_mlflow,
     resolve_uri,
 )
-from trainways.tracking.store import TrackingStore
+from trainways.tracking.store import TrackingError, TrackingStore
 
 LOG = logging.getLogger("trainways")
 
@@ -107,11 +107,17 @@ class TrackedRun:
 
         Epochs the run directory holds (a resumed run's checkpointed ones) that the MLflow run
         lacks — the process was killed before it could log them, or MLflow was unreachable —
-        are logged now.
+        are logged now. A broken ``mlflow.json`` (:func:`read_record`) is a failure of tracking
+        like any other: one warning, or with ``strict`` a
+        :class:`~trainways.tracking.TrackingError`.
         """
         if self.run_id is not None or self.store.failed:
             return self.run_id
-        record = rundir.read_tracking(self.run_dir) if self.run_dir is not None else None
+        try:
+            record = read_record(self.run_dir) if self.run_dir is not None else None
+        except TrackingError as broken:  # not overwritten: the run it names may still exist
+            self.store.fail(str(broken), hint="")  # the message says what to do
+            return None
         if (
             record
             and record.get("tracking_uri") == self.store.uri
@@ -165,6 +171,34 @@ class TrackedRun:
         )
 
 
+def read_record(run_dir: Path) -> dict[str, str] | None:
+    """The MLflow run that the run directory records (its ``mlflow.json``: ``tracking_uri``,
+    ``run_id``), or ``None`` if it records none.
+
+    Raises:
+        TrackingError: The record is unreadable or lacks either; the message says to delete it.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / rundir.TRACKING
+    try:
+        record = rundir.read_tracking(run_dir)
+    except rundir.RunDirError as error:
+        problem = str(error)
+    else:
+        if record is None:
+            return None
+        fields = ("tracking_uri", "run_id")
+        if isinstance(record, dict) and all(
+            isinstance(record.get(key), str) and record[key] for key in fields
+        ):
+            return record
+        problem = f"{path} names no tracking_uri and run_id"
+    raise TrackingError(
+        f"MLflow: the run's tracking record is broken ({problem}): delete {path}, and "
+        f"trainways track {run_dir} logs the run as a new MLflow run"
+    )
+
+
 def recorded_epochs(run_dir: Path) -> list[dict[str, float]]:
     """The metrics of each epoch the run directory records, as the callback logs them:
     ``history.csv``'s columns, ``epoch_seconds`` from ``metrics.json`` once the run has one, and
@@ -194,8 +228,13 @@ def recorded_epochs(run_dir: Path) -> list[dict[str, float]]:
 
 def log_evaluation(run_dir: Path, figures: Mapping[str, Any]) -> None:
     """Add ``trainways evaluate``'s figures to the run's MLflow run, if it has one: ``test_*``
-    metrics (at step 0), ``evaluation.json`` and the confusion matrix. A failure is one warning."""
-    record = rundir.read_tracking(run_dir)
+    metrics (at step 0) that it lacks, ``evaluation.json`` and the confusion matrix. A failure,
+    a broken tracking record included, is one warning."""
+    try:
+        record = read_record(run_dir)
+    except TrackingError as broken:
+        LOG.warning("%s; the evaluation is not logged", broken)
+        return
     if record is not None:
         _log_evaluation(TrackingStore(record["tracking_uri"]), record["run_id"], run_dir, figures)
 
@@ -208,7 +247,10 @@ def _log_evaluation(
         for key in ("loss", "accuracy", "top5_accuracy", "macro_f1", "weighted_f1")
         if key in figures
     }
-    store.log_epoch(run_id, 0, metrics)
+    # Only what the run lacks: evaluating or tracking a run again adds nothing.
+    metrics = store.unlogged(run_id, 0, metrics)
+    if metrics:
+        store.log_epoch(run_id, 0, metrics)
     store.log_artifacts(run_id, [Path(run_dir) / name for name in rundir.EVALUATION_ARTIFACTS])
 
 
@@ -227,7 +269,7 @@ def upload(run_dir: Path, uri: str | None = None) -> tuple[str, str, int]:
 
     Raises:
         RunDirError: ``run_dir`` is not a run, or is still running.
-        TrackingError: MLflow failed (one line).
+        TrackingError: MLflow failed, or the run's tracking record is broken (one line).
     """
     run_dir = Path(run_dir)
     status = rundir.read_status(run_dir)
@@ -241,7 +283,7 @@ def upload(run_dir: Path, uri: str | None = None) -> tuple[str, str, int]:
             f"resume it (trainways train --resume {run_dir}), then track it"
         )
     require_mlflow()
-    record = rundir.read_tracking(run_dir) or {}
+    record = read_record(run_dir) or {}
     config = rundir.read_config(run_dir)
     recorded = record.get("tracking_uri") or config.get("train", {}).get("tracking")
     uri = resolve_uri(uri or recorded or TRACKING_AUTO, run_dir.parent)

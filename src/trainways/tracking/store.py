@@ -14,12 +14,14 @@ import io
 import logging
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from trainways import rundir
+from trainways.tracking.params import sqlite_file, store_problem
 
 LOG = logging.getLogger("trainways")
 
@@ -76,20 +78,28 @@ class TrackingStore:
                 if self._client is None:
                     for name, value in HTTP_DEFAULTS.items():
                         os.environ.setdefault(name, value)
-                    store = _sqlite_file(self.uri)
-                    if store is not None:  # SQLite makes the file, not its folder
-                        store.parent.mkdir(parents=True, exist_ok=True)
+                    _check_sqlite(self.uri)
                     from mlflow import MlflowClient
 
                     self._client = MlflowClient(tracking_uri=self.uri)
                 return action(self._client)
         except Exception as error:  # whatever MLflow or its transport raises
-            self.failed = True
-            message = f"MLflow at {self.uri}: {what} failed ({_one_line(error)})"
-            if self._strict:
-                raise TrackingError(message) from None
-            self._warn(f"{message}; training goes on untracked{self._after}")
+            self.fail(f"MLflow at {self.uri}: {what} failed ({_one_line(error)})")
             return None
+
+    def fail(self, message: str, *, hint: str | None = None) -> None:
+        """Tracking has failed, as ``message`` says: one warning (that training goes on
+        untracked, then ``hint``, by default how to upload the run later), after which every
+        call does nothing.
+
+        Raises:
+            TrackingError: With ``strict``, instead of the warning.
+        """
+        self.failed = True
+        if self._strict:
+            raise TrackingError(message) from None
+        after = self._after if hint is None else hint
+        self._warn(f"{message}; training goes on untracked{after}")
 
     def experiment_id(self, client: Any) -> str:
         """The id of the experiment runs go to, created on first use."""
@@ -102,7 +112,7 @@ class TrackingStore:
     def _artifact_location(self) -> str | None:
         # A SQLite store would put artifacts in ./mlruns of whatever directory the process runs
         # in; keep them beside the store instead. A server decides for itself.
-        store = _sqlite_file(self.uri)
+        store = sqlite_file(self.uri)
         if store is None:
             return None
         return (store.parent / rundir.TRACKING_ARTIFACTS).resolve().as_uri()
@@ -160,6 +170,22 @@ class TrackingStore:
         batch = [Metric(key, value, now, step) for key, value in metrics.items()]
         self.call(f"logging epoch {step}", lambda client: client.log_batch(run_id, metrics=batch))
 
+    def unlogged(self, run_id: str, step: int, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Those of ``metrics`` that run ``run_id`` lacks at ``step`` with that value (none if
+        tracking has failed), so that logging the same figures again adds nothing."""
+
+        def lacking(client: Any) -> dict[str, float]:
+            return {
+                key: value
+                for key, value in metrics.items()
+                if not any(
+                    found.step == step and found.value == value
+                    for found in client.get_metric_history(run_id, key)
+                )
+            }
+
+        return self.call("reading its metrics", lacking) or {}
+
     def log_artifacts(self, run_id: str, paths: Sequence[Path]) -> None:
         """Upload the files and folders of ``paths`` that exist, at the artifact root."""
 
@@ -177,20 +203,45 @@ class TrackingStore:
         self.call("ending its run", lambda client: client.set_terminated(run_id, status=status))
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (``None`` for other stores)."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+class _UnusableStore(OSError):
+    """A SQLite store that cannot be written (:func:`trainways.tracking.store_problem`)."""
+
+
+def _check_sqlite(uri: str) -> None:
+    """Open the SQLite store of ``uri`` (if it is one) once, as SQLite, before MLflow does.
+
+    MLflow retries a store it cannot open for about 100 seconds, printing every try; SQLite
+    says at once why it cannot (not writable, not a database, a folder in its place).
+
+    Raises:
+        _UnusableStore, OSError, sqlite3.Error: The store cannot be used.
+    """
+    store = sqlite_file(uri)
+    if store is None:
+        return
+    problem = store_problem(uri)
+    if problem is not None:
+        raise _UnusableStore(problem)
+    store.parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
+    with contextlib.closing(sqlite3.connect(store)) as database:
+        database.execute("PRAGMA schema_version")
 
 
 @contextlib.contextmanager
 def _quiet_mlflow() -> Iterator[None]:
-    """MLflow announces creating its tables at INFO level, and prints a server's run links to
-    stdout, quiet runs included; trainways' log says where the run went instead."""
+    """MLflow announces creating its tables at INFO level (on stderr), retries at WARNING, and
+    prints a server's run links to stdout, quiet runs included; trainways' log says where the
+    run went, and its one warning what failed, instead.
+
+    MLflow sets its loggers' levels when it is first imported, so it is imported before they
+    are raised.
+    """
+    import mlflow  # noqa: F401
+
     loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
@@ -200,6 +251,10 @@ def _quiet_mlflow() -> Iterator[None]:
 
 
 def _one_line(error: BaseException) -> str:
+    if isinstance(error, _UnusableStore):
+        return str(error)
+    if isinstance(error, sqlite3.Error):
+        return f"SQLite: {error}"
     text = re.sub(r"\s+", " ", str(error)).strip()
     # An HTTP failure comes as a page of urllib3's retry history; its cause is what matters.
     cause = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
