@@ -9,7 +9,7 @@ Keras's convention ("customizing what happens in fit()"): the model's class over
 
 ``build`` is a model builder: trainways calls it with the arguments it names (``vocab_size``,
 ``num_classes``, ``max_len``, ``embedding_dim``). The class is registered with Keras so that the
-saved ``model.keras`` loads again (``trainways evaluate`` imports this file first).
+saved ``model.keras`` loads again (``trainways evaluate --trust-code`` imports this file first).
 """
 
 import keras

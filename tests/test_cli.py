@@ -558,3 +558,38 @@ def test_an_unexpected_error_is_one_plain_line_in_status(corpus, tmp_path, monke
     status = json.loads((out / rundir.STATUS).read_text())
     assert status["state"] == "failed"
     assert status["error"] == "RuntimeError: boom in a layer"
+
+
+def test_a_builder_without_softmax_is_refused_before_any_file(corpus, tmp_path, capsys):
+    builder = tmp_path / "logits.py"
+    builder.write_text(
+        "import keras\n"
+        "def build(vocab_size, num_classes, max_len):\n"
+        "    return keras.Sequential([keras.Input((max_len,), dtype='int32'),\n"
+        "        keras.layers.Embedding(vocab_size, 4), keras.layers.Flatten(),\n"
+        "        keras.layers.Dense(num_classes)])\n"
+    )
+    out = tmp_path / "out"
+    assert _train(corpus, out, "--model", f"{builder}:build") == 2
+    assert "does not output probabilities" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_predict_reads_a_non_utf8_byte_alike_from_a_file_and_stdin(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    data = f"{COPPER}\n".encode() + b"caf\xe9 " + f"{GRAIN}\n".encode()
+    wires = tmp_path / "wires.txt"
+    wires.write_bytes(data)
+    results = []
+    for source in (str(wires), "-"):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+        assert main(["predict", str(trained_run), "--file", source, "--json"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.strip() == (
+            "trainways predict: line 2: not UTF-8; its undecodable bytes are read as U+FFFD"
+        )
+        results.append(json.loads(captured.out))
+    assert results[0] == results[1]
+    assert [r["topics"][0]["topic"] for r in results[0]] == ["copper", "grain"]
+    assert results[0][1]["text"].startswith("caf\ufffd ")

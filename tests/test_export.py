@@ -95,3 +95,16 @@ def test_export_refuses_a_non_empty_target(run, tmp_path, capsys):
     (tmp_path / "x" / "file").write_text("keep me")
     assert main(["export", str(run), str(tmp_path / "x")]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_export_answers_text_without_known_words_with_zero_probabilities(run, tmp_path):
+    from trainways import inference
+
+    texts = ["", "zzzz qqqq", "the copper mine said output of copper and smelter tonnes rose"]
+    # predict refuses the first two: no word the model knows.
+    assert [bool(p.problem) for p in inference.predict(run, texts)] == [True, True, False]
+    assert main(["export", str(run), str(tmp_path / "saved")]) == 0
+    serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serve"]
+    served = serve(texts=tf.constant(texts))["probabilities"].numpy()
+    np.testing.assert_array_equal(served[:2], 0.0)
+    assert served[2].sum() == pytest.approx(1.0, abs=1e-5)

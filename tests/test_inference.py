@@ -171,3 +171,124 @@ def test_evaluate_refuses_a_run_that_is_not_completed(run):
     with pytest.raises(RunDirError, match="is running, not completed"):
         inference.evaluate(run)
     assert not (run / rundir.EVALUATION).exists()
+
+
+# ------------------------------------------------ code the run carries (issue 25, severe 3)
+
+
+def _carry_builder(run: Path, tmp_path: Path, *, needed: bool) -> tuple[Path, str]:
+    """Put ``evil.py`` into the run as its recorded ``--model`` builder, given relative to the
+    current directory as a sender would; importing it writes a marker file. With ``needed`` the
+    run's models name a class only that file defines (a model with its own ``train_step``).
+
+    Returns:
+        The marker file, and the builder's file name.
+    """
+    import uuid
+    import zipfile
+
+    marker, package = tmp_path / "ran", f"evil_{uuid.uuid4().hex}"  # unknown to Keras so far
+    (run / "evil.py").write_text(
+        "import pathlib\nimport keras\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        f"@keras.saving.register_keras_serializable(package={package!r})\n"
+        "class EvilSequential(keras.Sequential):\n    pass\n"
+        "def build(vocab_size, num_classes, max_len):\n    raise RuntimeError('not here')\n"
+    )
+    config = json.loads((run / rundir.CONFIG).read_text())
+    config["model"]["preset"] = f"{run.name}/evil.py:build"
+    (run / rundir.CONFIG).write_text(json.dumps(config))
+    if needed:
+        for name in (rundir.BEST, rundir.MODEL):
+            with zipfile.ZipFile(run / name) as archive:
+                files = {n: archive.read(n) for n in archive.namelist()}
+            saved = json.loads(files["config.json"])
+            saved.update(
+                module="trainways_user_evil",
+                class_name="EvilSequential",
+                registered_name=f"{package}>EvilSequential",
+            )
+            files["config.json"] = json.dumps(saved).encode()
+            with zipfile.ZipFile(run / name, "w") as archive:
+                for n, data in files.items():
+                    archive.writestr(n, data)
+    return marker, "evil.py"
+
+
+def test_a_run_that_carries_a_builder_file_runs_none_of_it(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker, _ = _carry_builder(run, tmp_path, needed=False)
+    # The model loads without the builder (a plain Sequential): used, and evil.py never imported.
+    assert inference.predict(run, [COPPER])[0].problem is None
+    assert inference.evaluate(run, write=False)["test_wires"] > 0
+    assert not marker.exists()
+
+
+def test_a_deleted_builder_file_does_not_block_a_model_that_loads_without_it(run, tmp_path):
+    config = json.loads((run / rundir.CONFIG).read_text())
+    config["model"]["preset"] = str(tmp_path / "deleted.py:build")
+    (run / rundir.CONFIG).write_text(json.dumps(config))
+    assert inference.evaluate(run, write=False)["test_wires"] > 0
+    assert inference.evaluate(run, write=False, trust_code=True)["test_wires"] > 0
+
+
+def test_a_model_that_needs_its_builder_is_refused_unless_code_is_trusted(
+    run, tmp_path, monkeypatch
+):
+    from trainways.export import export_run
+
+    monkeypatch.chdir(tmp_path)
+    marker, builder = _carry_builder(run, tmp_path, needed=True)
+    refused = rf"needs its builder r/{builder}:build .* pass --trust-code \(trust_code=True"
+    with pytest.raises(InferenceError, match=refused):
+        inference.predict(run, [COPPER])
+    with pytest.raises(InferenceError, match=refused):
+        inference.evaluate(run)
+    with pytest.raises(InferenceError, match=refused):
+        export_run(run, tmp_path / "saved")
+    assert not marker.exists()
+    assert not (run / rundir.EVALUATION).exists() and not (tmp_path / "saved").exists()
+    # Trusted: the builder's file is imported for its class, and the model loads.
+    model, _ = inference.load_model(run, trust_code=True)
+    assert marker.read_text() == "imported"
+    assert type(model).__name__ == "EvilSequential"
+
+
+def test_a_truncated_model_file_is_called_damaged(run):
+    best = run / rundir.BEST
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    with pytest.raises(InferenceError, match=r"best\.keras: the file is damaged .*--last"):
+        inference.load_model(run)
+    assert inference.load_model(run, last=True)[1] == run / rundir.MODEL
+
+
+def test_a_loop_run_is_refused_for_what_it_lacks(run, tmp_path):
+    from trainways.export import export_run
+
+    (run / rundir.CONFIG).write_text(json.dumps({"loop": {"epochs": 2, "script": "train.py"}}))
+    (run / rundir.BEST).unlink()  # a Loop keeps no best.keras
+    for use in (
+        lambda: inference.evaluate(run),
+        lambda: inference.predict(run, [COPPER]),
+        lambda: export_run(run, tmp_path / "saved"),
+    ):
+        with pytest.raises(InferenceError, match=r"made by a trainways\.Loop script \(train\.py\)"):
+            use()
+    assert not (tmp_path / "saved").exists()
+
+
+def test_the_commands_refuse_code_the_run_carries_unless_trust_code(
+    run, tmp_path, monkeypatch, capsys
+):
+    from trainways.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    marker, builder = _carry_builder(run, tmp_path, needed=True)
+    for argv in (["predict", str(run), COPPER], ["evaluate", str(run)], ["export", str(run), "x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith(f"trainways {argv[0]}: error: "), err
+        assert f"needs its builder r/{builder}:build" in err and "--trust-code" in err
+    assert not marker.exists() and not (tmp_path / "x").exists()
+    assert main(["predict", str(run), "--trust-code", "--top-k", "1", COPPER]) == 0
+    assert marker.exists() and capsys.readouterr().out.startswith("1. ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -143,7 +144,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``trainways evaluate RUN_DIR``: the model's test-split metrics, overall and by topic."""
     from trainways import inference
 
-    figures = inference.evaluate(args.run_dir, data=args.data, last=args.last)
+    figures = inference.evaluate(
+        args.run_dir, data=args.data, last=args.last, trust_code=args.trust_code
+    )
     print(f"{Path(figures['model']).name} on the test split of {figures['data']}: "
           f"{figures['test_wires']} wires")  # fmt: skip
     for key in ("loss", "accuracy", "top5_accuracy", "macro_f1", "weighted_f1"):
@@ -166,22 +169,42 @@ def _texts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
     if args.file is None:
         texts: list[tuple[int | None, str]] = [(None, " ".join(args.text))]
     else:
-        try:
-            handle = sys.stdin if str(args.file) == "-" else args.file.open(encoding="utf-8")
-            with handle:
-                texts = [
-                    (number, line.rstrip("\n"))
-                    for number, line in enumerate(handle, 1)
-                    if line.strip()
-                ]
-        except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or error
-            raise UsageError(f"cannot read --file {args.file}: {reason}") from None
+        texts = [(n, line) for n, line in enumerate(_file_lines(args.file), 1) if line.strip()]
     if not any(text.strip() for _, text in texts):
         raise UsageError("no text to classify: give a newswire text or --file FILE")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     return texts
+
+
+def _file_lines(path: Path) -> list[str]:
+    """The lines of ``--file`` (``-``: standard input), read the same way from both: as UTF-8,
+    with bytes that are not UTF-8 read as U+FFFD and a warning naming their line, so that one
+    bad byte costs at most a word of its line, not the whole file."""
+    try:
+        if str(path) == "-":
+            buffer = getattr(sys.stdin, "buffer", None)
+            data = buffer.read() if buffer is not None else sys.stdin.read().encode()
+        else:
+            data = path.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read --file {path}: {error.strerror or error}") from None
+    # Universal newlines, as a text file's lines are read.
+    with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape") as text:
+        raw = [line.rstrip("\n") for line in text]
+    lines = []
+    for number, line in enumerate(raw, 1):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            print(
+                f"trainways predict: line {number}: not UTF-8; its undecodable bytes are read "
+                "as U+FFFD",
+                file=sys.stderr,
+            )
+        lines.append(line)
+    return lines
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -194,7 +217,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     numbered = _texts(args)
     predictions = inference.predict(
-        args.run_dir, [text for _, text in numbered], top_k=args.top_k, last=args.last
+        args.run_dir,
+        [text for _, text in numbered],
+        top_k=args.top_k,
+        last=args.last,
+        trust_code=args.trust_code,
     )
     skipped = [(n, p) for (n, _), p in zip(numbered, predictions, strict=True) if p.problem]
     if len(skipped) == len(predictions):
@@ -267,7 +294,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from trainways import inference
     from trainways.export import SIGNATURE, export_run
 
-    model_path = export_run(args.run_dir, args.out, last=args.last)
+    model_path = export_run(args.run_dir, args.out, last=args.last, trust_code=args.trust_code)
     topics = len(inference.encoder_state(args.run_dir)["topics"])
     print(
         f"exported {model_path} to {args.out} (signature '{SIGNATURE}': strings -> "

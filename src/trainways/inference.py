@@ -11,6 +11,7 @@ The library functions behind ``trainways evaluate``, ``predict`` and ``export``:
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,64 +27,142 @@ class InferenceError(ValueError):
     """A run's model or the given text cannot be used; the message is one line for a user."""
 
 
-def load_model(run_dir: Path | str, *, last: bool = False) -> tuple[Any, Path]:
+def load_model(
+    run_dir: Path | str, *, last: bool = False, trust_code: bool = False
+) -> tuple[Any, Path]:
     """The run's best-epoch model (or its last with ``last``), compiled with the run's loss and
     metrics.
+
+    The model file is loaded in Keras's safe mode and no file the run names is imported: a run
+    directory is data, and one sent by someone else must not run their code. A model that needs
+    its builder's classes (a model with its own ``train_step``) or holds code (a ``Lambda``
+    layer) is refused unless ``trust_code``; then the builder file recorded in ``config.json`` is
+    imported first (only if Keras does not know the classes already) and safe mode is off.
 
     The saved compile settings are not read: Keras's PyTorch backend saves its optimizer under a
     module of its own, which would import PyTorch (and Keras on PyTorch) to load a model trained
     there. Inference needs no optimizer, so a run trained on any backend loads on any other.
+
+    Args:
+        run_dir: A completed run.
+        last: The last epoch's model instead of the best one.
+        trust_code: Allow loading to run code the run carries (``--trust-code``).
 
     Returns:
         The Keras model and the file it came from.
 
     Raises:
         RunDirError: ``run_dir`` is not a completed run.
-        InferenceError: The model file cannot be loaded.
+        InferenceError: The model file is missing or damaged, needs code that ``trust_code``
+            does not allow, or cannot be loaded.
     """
     run_dir = Path(run_dir)
     rundir.require_completed(run_dir)
-    import keras
-
     from trainways.model import build_loss, build_metrics
 
-    _import_model_code(run_dir)
     path = run_dir / (
         rundir.MODEL if last or not (run_dir / rundir.BEST).is_file() else rundir.BEST
     )
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError) as error:
-        first = (str(error).strip().splitlines() or [""])[0][:300]
-        raise InferenceError(f"cannot load the model {path}: {first}") from None
+    model = _load_model_file(path, _builder_ref(run_dir), trust_code=trust_code)
     model.compile(loss=build_loss(), metrics=build_metrics())
     return model, path
 
 
-def _import_model_code(run_dir: Path) -> None:
-    """Import the file of a model built by the user's ``FILE.py:FUNCTION``: its classes (a model
-    with its own ``train_step``) must be registered with Keras before the model loads."""
-    from trainways.config import ConfigError, is_code_ref
-    from trainways.steps import load_function
+#: What Keras says when a model file needs a class it does not know, or code safe mode refuses.
+_NEEDS_CODE = ("Could not locate", "safe_mode")
+
+
+def _load_model_file(path: Path, builder: str | None, *, trust_code: bool) -> Any:
+    """``path`` loaded for inference, running no code unless ``trust_code`` (see load_model)."""
+    import keras
+
+    if not path.is_file():
+        raise InferenceError(f"cannot load the model {path}: the file is missing{_remedy(path)}")
+    if not zipfile.is_zipfile(path):
+        # Keras says "File not found" of a cut-off archive: say what is true.
+        raise InferenceError(
+            f"cannot load the model {path}: the file is damaged (not a complete .keras "
+            f"archive){_remedy(path)}"
+        )
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except (OSError, ValueError, TypeError) as error:
+        first = _first_line(error)
+        if not any(needle in str(error) for needle in _NEEDS_CODE):
+            raise InferenceError(f"cannot load the model {path}: {first}") from None
+    code = f"its builder {builder}" if builder else "code (a Lambda layer or a custom class)"
+    if not trust_code:
+        raise InferenceError(
+            f"the model {path} needs {code} to load, and loading it would run that code: "
+            "pass --trust-code (trust_code=True in Python) only if you trust this run"
+        )
+    if builder is not None:
+        _import_builder(builder)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise InferenceError(f"cannot load the model {path}: {_first_line(error)}") from None
+
+
+def _remedy(path: Path) -> str:
+    if path.name == rundir.BEST:
+        return ": pass --last to use the last epoch's model, or train the run again"
+    return ": train the run again"
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _builder_ref(run_dir: Path) -> str | None:
+    """The ``FILE.py:FUNCTION`` that built the run's model, or ``None`` for a preset."""
+    from trainways.config import is_code_ref
 
     preset = rundir.read_config(run_dir).get("model", {}).get("preset")
-    if not is_code_ref(preset):
-        return
+    return preset if is_code_ref(preset) else None
+
+
+def _import_builder(builder: str) -> None:
+    """Import the user's builder file, so that its classes are registered with Keras."""
+    from trainways.config import ConfigError
+    from trainways.steps import load_function
+
     try:
-        load_function(preset, role="preset")
+        load_function(builder, role="preset")
     except ConfigError as error:
         raise InferenceError(
-            f"the run's model comes from {preset}, which is needed to load it: {error}"
+            f"the run's model comes from {builder}, which is needed to load it: {error}"
         ) from None
 
 
+def _refuse_loop_run(run_dir: Path) -> None:
+    """Refuse a run a ``trainways.Loop`` script made: it records neither an encoder nor data."""
+    loop = rundir.read_config(run_dir).get("loop")
+    if loop is not None:
+        raise InferenceError(
+            f"run {run_dir} was made by a trainways.Loop script ({loop.get('script')}), which "
+            "records no encoder or data settings: evaluate or use its model.keras in that "
+            "script (keras.models.load_model)"
+        )
+
+
 def encoder_state(run_dir: Path | str) -> dict[str, Any]:
-    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``."""
+    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``.
+
+    Raises:
+        InferenceError: The run was made by a ``trainways.Loop`` script (it has none).
+    """
+    _refuse_loop_run(Path(run_dir))
     return rundir.read_json(Path(run_dir) / rundir.ENCODER)
 
 
 def evaluate(
-    run_dir: Path | str, *, data: str | None = None, last: bool = False, write: bool = True
+    run_dir: Path | str,
+    *,
+    data: str | None = None,
+    last: bool = False,
+    write: bool = True,
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """The run's model on the test split: loss, accuracy, top-5, F1, per-topic figures.
 
@@ -94,12 +173,15 @@ def evaluate(
         write: Also write ``evaluation.json`` and the confusion matrix (PNG and SVG) into the run,
             and, for a run tracked in MLflow, add them and the ``test_*`` figures to its MLflow
             run (:func:`trainways.tracking.log_evaluation`; a failure there is a warning).
+        trust_code: Allow loading the model to run code the run carries (:func:`load_model`).
 
     Returns:
         The figures, as written to ``evaluation.json`` (``model``: the file evaluated).
 
     Raises:
         DataError: The data is not what the run was trained on (nothing is written).
+        InferenceError: The model cannot be loaded (:func:`load_model`), or the run was made by
+            a ``trainways.Loop`` script, which records no data to evaluate on.
     """
     from trainways.data import make_dataset, pad
     from trainways.preflight import check_run_data, load_data
@@ -107,7 +189,9 @@ def evaluate(
     from trainways.summary import classification_summary
 
     run_dir = Path(run_dir)
-    model, model_path = load_model(run_dir, last=last)
+    rundir.require_completed(run_dir)
+    _refuse_loop_run(run_dir)
+    model, model_path = load_model(run_dir, last=last, trust_code=trust_code)
     config = RunConfig.from_dict(rundir.read_config(run_dir))
     data_config = config.data
     if data:
@@ -172,7 +256,12 @@ class Prediction:
 
 
 def predict(
-    run_dir: Path | str, texts: Sequence[str], *, top_k: int = 5, last: bool = False
+    run_dir: Path | str,
+    texts: Sequence[str],
+    *,
+    top_k: int = 5,
+    last: bool = False,
+    trust_code: bool = False,
 ) -> list[Prediction]:
     """The ``top_k`` most likely topics of each text, by the run's model.
 
@@ -180,9 +269,11 @@ def predict(
     options), then padded to the run's length. A text none of whose words the model knows is
     not classified: its :class:`Prediction` has no topics and says why in ``problem``.
 
+    ``trust_code`` allows loading the model to run code the run carries (:func:`load_model`).
+
     Raises:
         RunDirError: ``run_dir`` is not a completed run.
-        InferenceError: No text, or ``top_k`` < 1.
+        InferenceError: No text, ``top_k`` < 1, or the model cannot be loaded.
     """
     from trainways.data import Reuters, pad
 
@@ -205,7 +296,7 @@ def predict(
         for text in texts
     ]
     if usable:
-        model, _ = load_model(run_dir, last=last)
+        model, _ = load_model(run_dir, last=last, trust_code=trust_code)
         rows = model.predict(pad([encoded[i] for i in usable], state["max_len"]), verbose=0)
         for i, row in zip(usable, rows, strict=True):
             order = np.argsort(row)[::-1][:top_k]

@@ -84,6 +84,17 @@ def _add_last_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """``--last`` and ``--trust-code``, the options of every command that loads a run's model."""
+    _add_last_option(parser)
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow loading the model to run code the run carries (its --model builder file, a "
+        "Lambda layer); refused without it, as a run directory may come from anyone",
+    )
+
+
 def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet",
@@ -178,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", metavar="PATH", help="where to read the data now (default: as the run did)"
     )
-    _add_last_option(evaluate)
+    _add_inference_options(evaluate)
     _add_verbose_option(evaluate)
 
     predict = commands.add_parser("predict", help="most likely topics of a newswire text")
@@ -189,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--top-k", type=int, default=5, help="default: 5")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_last_option(predict)
+    _add_inference_options(predict)
     _add_verbose_option(predict)
     parser.predict_parser = predict  # type: ignore[attr-defined]  # for main's intermixed parse
 
@@ -235,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     export.add_argument("out", type=Path, metavar="OUT", help="directory to create")
-    _add_last_option(export)
+    _add_inference_options(export)
     _add_verbose_option(export)
 
     track = commands.add_parser(

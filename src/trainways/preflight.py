@@ -167,6 +167,8 @@ def check_model(config: RunConfig, reuters: Any, devices: Any, backend: ModuleTy
             f"probability per topic (None, {reuters.num_classes})",
             keys=("preset",),
         )
+    with _scope(devices):
+        _check_probabilities(config, model)
     # The backend may refuse an optimizer or compiler setting (xla_optimizer on JAX, xla on
     # PyTorch).
     with _scope(devices):
@@ -177,6 +179,32 @@ def check_model(config: RunConfig, reuters: Any, devices: Any, backend: ModuleTy
     # Forget the throwaway models' layer names: the run's model is then named the same whatever
     # was checked (variable paths are compared between runs, and a --step checks one more).
     keras.backend.clear_session()
+
+
+#: How far a row of outputs may be from a probability distribution (float16 rounding included).
+PROBABILITY_TOLERANCE = 1e-2
+
+
+def _check_probabilities(config: RunConfig, model: keras.Model) -> None:
+    """Refuse a model whose outputs are not probabilities (a builder without its softmax): the
+    loss and ``predict`` take them as such, and would train on and print nonsense."""
+    import numpy as np
+
+    zeros = keras.ops.zeros((2, config.data.max_len), dtype="int32")
+    rows = np.asarray(keras.ops.convert_to_numpy(model(zeros, training=False)), dtype="float64")
+    sums = rows.sum(axis=-1)
+    total, least = float(sums[np.argmax(np.abs(sums - 1.0))]), float(rows.min())
+    if (
+        not np.isfinite(rows).all()
+        or least < -PROBABILITY_TOLERANCE
+        or abs(total - 1.0) > (PROBABILITY_TOLERANCE)
+    ):
+        raise ConfigError(
+            f"model {config.model.preset!r} does not output probabilities (on a batch of "
+            f"zeros a row sums to {total:.4g}, its least value is {least:.4g}): end it with "
+            "keras.layers.Dense(num_classes, activation='softmax')",
+            keys=("preset",),
+        )
 
 
 def _output_shape(model: keras.Model, max_len: int) -> tuple[int | None, ...]:
