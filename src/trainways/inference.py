@@ -78,8 +78,9 @@ def _import_model_code(run_dir: Path) -> None:
 
 
 def encoder_state(run_dir: Path | str) -> dict[str, Any]:
-    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``."""
-    return rundir.read_json(Path(run_dir) / rundir.ENCODER)
+    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``
+    (:func:`trainways.rundir.read_encoder`: a damaged one is a one-line error)."""
+    return rundir.read_encoder(Path(run_dir))
 
 
 def evaluate(
@@ -100,6 +101,8 @@ def evaluate(
 
     Raises:
         DataError: The data is not what the run was trained on (nothing is written).
+        SymlinkRefused: With ``write``, a file it writes is a symbolic link (nothing is
+            written).
     """
     from trainways.data import make_dataset, pad
     from trainways.preflight import check_run_data, load_data
@@ -107,6 +110,9 @@ def evaluate(
     from trainways.summary import classification_summary
 
     run_dir = Path(run_dir)
+    if write:
+        # matplotlib follows a link: a confusion_matrix.png pointing elsewhere is refused first.
+        rundir.refuse_links(run_dir, rundir.EVALUATION_ARTIFACTS)
     model, model_path = load_model(run_dir, last=last)
     config = RunConfig.from_dict(rundir.read_config(run_dir))
     data_config = config.data
