@@ -31,6 +31,12 @@ A comparison directory (``trainways compare``) holds one run directory per metho
 This module is the only one that knows these names. ``status.json`` is written first as
 "running" and rewritten last, so a directory is complete exactly when it says "completed"; every
 file here is written atomically (:func:`trainways.files.write_atomic`).
+
+Nothing outside the run directory, nothing deleted that trainways did not write: ``--overwrite``
+(:func:`prepare`) replaces only a run or a comparison, and removes only the names above (a
+symbolic link itself, never its target); a run file that is a symbolic link is refused before
+anything is written (:func:`refuse_links`). The readers check what they read, so that a damaged
+file is one line (:class:`RunDirError`), never a traceback.
 """
 
 from __future__ import annotations
