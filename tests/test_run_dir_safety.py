@@ -151,8 +151,9 @@ def test_resume_refuses_a_symlinked_run_file_before_writing(tmp_path, outside, n
     target = outside / ("dir" if name == rundir.CHECKPOINTS else "file.txt")
     entry.symlink_to(target, target_is_directory=target.is_dir())
     before, status = _tree(outside), read_status(run)
-    with pytest.raises(SymlinkRefused, match=f"{name} is a symbolic link"):
-        rundir.require_resumable(run)
+    for check in (rundir.require_resumable, lambda run: rundir.set_status(run, rundir.RUNNING)):
+        with pytest.raises(SymlinkRefused, match=f"{name} is a symbolic link"):
+            check(run)  # --resume, and the start of every run (a Loop's too)
     assert main(["train", "--resume", str(run), "--quiet"]) == 2
     assert f"{name} is a symbolic link" in _one_line_error(capsys)
     assert _tree(outside) == before and read_status(run) == status

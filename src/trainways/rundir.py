@@ -262,7 +262,14 @@ def resume_command(path: Path) -> str:
 
 
 def set_status(path: Path, state: str, **details: Any) -> None:
-    """Record the run's state (with a timestamp and any details) in ``status.json``."""
+    """Record the run's state (with a timestamp and any details) in ``status.json``.
+
+    A run starts (``running``) only in a directory whose run files are no symbolic links
+    (:func:`refuse_links`): every entry point (``train``, ``--resume``, ``Loop``) passes here
+    before its first write.
+    """
+    if state == RUNNING:
+        refuse_links(path)
     write_json(
         Path(path) / STATUS,
         {
