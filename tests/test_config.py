@@ -11,6 +11,8 @@ import pytest
 from trainways.config import (
     ConfigError,
     DataConfig,
+    DeviceConfig,
+    ModelConfig,
     RunConfig,
     TrainConfig,
 )
@@ -39,6 +41,52 @@ def test_bad_data_config():
         DataConfig(max_len=0)
     with pytest.raises(ConfigError, match="skip_top must be a whole number >= 0, got -1"):
         DataConfig(skip_top=-1)
+
+
+@pytest.mark.parametrize(
+    ("section", "kwargs", "message"),
+    [
+        (TrainConfig, {"batch_size": 2.5}, "batch_size must be a whole number, got 2.5"),
+        (TrainConfig, {"epochs": "3"}, "epochs must be a whole number, got '3'"),
+        (TrainConfig, {"deterministic": "yes"}, "deterministic must be true or false, got 'yes'"),
+        (TrainConfig, {"learning_rate": "0.1"}, "learning_rate must be a number, got '0.1'"),
+        (TrainConfig, {"seed": True}, "seed must be a whole number or null, got True"),
+        (DataConfig, {"max_len": 40.0}, "max_len must be a whole number, got 40.0"),
+        (ModelConfig, {"preset": 5}, "preset must be a string, got 5"),
+        (
+            DeviceConfig,
+            {"strategy": "mirrored", "gpus": [0, "1"]},
+            "gpus must be a list of whole numbers or null, got \\[0, '1'\\]",
+        ),
+    ],
+)
+def test_a_wrong_typed_value_names_its_field(section, kwargs, message):
+    # What a hand-edited config.json or a --config file may say: one line, not a traceback.
+    with pytest.raises(ConfigError, match=message) as error:
+        section(**kwargs)
+    assert error.value.keys == tuple(kwargs)[-1:]
+    raw = {"train": {}, "data": {}, "model": {}, "device": {}}
+    name = {TrainConfig: "train", DataConfig: "data", ModelConfig: "model"}.get(section, "device")
+    raw[name] = kwargs
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_dict(raw)
+
+
+def test_json_and_numpy_values_of_the_right_kind_are_taken():
+    import numpy as np
+
+    config = TrainConfig(learning_rate=1, seed=np.int64(3), label_smoothing=np.float32(0.5))
+    assert (config.learning_rate, config.seed, config.label_smoothing) == (1, 3, 0.5)
+    assert type(config.seed) is int and type(config.label_smoothing) is float
+    devices = RunConfig.from_dict({"device": {"strategy": "mirrored", "gpus": [0, 1]}}).device
+    assert devices.gpus == (0, 1)
+
+
+def test_from_dict_refuses_a_section_that_is_not_an_object():
+    with pytest.raises(ConfigError, match="config section 'train' must be a JSON object"):
+        RunConfig.from_dict({"train": [3]})
+    with pytest.raises(ConfigError, match=r"made by trainways\.Loop"):
+        RunConfig.from_dict({"loop": "x"})
 
 
 def test_round_trip_through_json():

@@ -33,6 +33,7 @@ from trainways.config import (
     flags_of,
     options,
 )
+from trainways.files import SymlinkRefused
 from trainways.parser import build_parser, config_from_args, given_options
 from trainways.quiet import quiet_tensorflow, start_backend_quietly
 from trainways.stops import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE
@@ -135,8 +136,18 @@ def _agree_backends(args: argparse.Namespace, config: RunConfig, reuters: Any) -
 
 
 def _require_writable(path: Path) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
+    """Refuse a ``--json`` file that could not be written once the work is done: a directory, a
+    symbolic link, a file or a directory without write permission (checked before training, so
+    that no figures are lost)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UsageError(f"cannot write {path}: it is a symbolic link; give the file itself")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory; give a file path, {path}/x.json")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {path}: the file is not writable; give another path")
+    parent = path.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {path}: {parent} is not a writable directory")
 
 
@@ -444,7 +455,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"{prog}: error: {_config_error(error)}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, DataError, InferenceError, rundir.RunDirError, TrackingError) as error:
+    except (
+        UsageError,
+        DataError,
+        InferenceError,
+        rundir.RunDirError,
+        SymlinkRefused,
+        TrackingError,
+    ) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

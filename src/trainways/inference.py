@@ -147,13 +147,14 @@ def _refuse_loop_run(run_dir: Path) -> None:
 
 
 def encoder_state(run_dir: Path | str) -> dict[str, Any]:
-    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``.
+    """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``
+    (:func:`trainways.rundir.read_encoder`: a damaged one is a one-line error).
 
     Raises:
         InferenceError: The run was made by a ``trainways.Loop`` script (it has none).
     """
     _refuse_loop_run(Path(run_dir))
-    return rundir.read_json(Path(run_dir) / rundir.ENCODER)
+    return rundir.read_encoder(Path(run_dir))
 
 
 def evaluate(
@@ -182,6 +183,8 @@ def evaluate(
         DataError: The data is not what the run was trained on (nothing is written).
         InferenceError: The model cannot be loaded (:func:`load_model`), or the run was made by
             a ``trainways.Loop`` script, which records no data to evaluate on.
+        SymlinkRefused: With ``write``, a file it writes is a symbolic link (nothing is
+            written).
     """
     from trainways.data import make_dataset, pad
     from trainways.preflight import check_run_data, load_data
@@ -191,6 +194,9 @@ def evaluate(
     run_dir = Path(run_dir)
     rundir.require_completed(run_dir)
     _refuse_loop_run(run_dir)
+    if write:
+        # matplotlib follows a link: a confusion_matrix.png pointing elsewhere is refused first.
+        rundir.refuse_links(run_dir, rundir.EVALUATION_ARTIFACTS)
     model, model_path = load_model(run_dir, last=last, trust_code=trust_code)
     config = RunConfig.from_dict(rundir.read_config(run_dir))
     data_config = config.data

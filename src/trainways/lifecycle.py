@@ -35,6 +35,7 @@ import keras
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
 from trainways.config import RunConfig
+from trainways.files import NoFollowFileHandler
 from trainways.stops import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -60,7 +61,8 @@ def configure_logging(log_file: Path | None, *, quiet: bool) -> None:
     if not quiet:
         LOG.addHandler(logging.StreamHandler(sys.stdout))
     if log_file is not None:
-        LOG.addHandler(logging.FileHandler(log_file, encoding="utf-8"))
+        # Appends without following a symbolic link: train.log must not write outside the run.
+        LOG.addHandler(NoFollowFileHandler(log_file, encoding="utf-8"))
 
 
 def warn_stderr(message: str) -> None:

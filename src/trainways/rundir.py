@@ -31,20 +31,29 @@ A comparison directory (``trainways compare``) holds one run directory per metho
 This module is the only one that knows these names. ``status.json`` is written first as
 "running" and rewritten last, so a directory is complete exactly when it says "completed"; every
 file here is written atomically (:func:`trainways.files.write_atomic`).
+
+Nothing outside the run directory, nothing deleted that trainways did not write: ``--overwrite``
+(:func:`prepare`) replaces only a run or a comparison, and removes only the names above (a
+symbolic link itself, never its target); a run file that is a symbolic link is refused before
+anything is written (:func:`refuse_links`). The readers check what they read, so that a damaged
+file is one line (:class:`RunDirError`), never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainways.files import write_atomic
+from trainways.config.run_config import SECTIONS
+from trainways.files import refuse_symlink, write_atomic
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -80,6 +89,30 @@ EVALUATION_ARTIFACTS = (EVALUATION, f"{CONFUSION}.png", f"{CONFUSION}.svg")
 REPORT_ARTIFACTS = (REPORT_MD, REPORT_HTML, COMPARISON, PLOTS)
 
 RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
+STATES = (RUNNING, COMPLETED, INTERRUPTED, FAILED)
+
+# Everything a run writes into its directory: what --overwrite removes (that and nothing else),
+# and what must not be a symbolic link, which would carry a write out of the directory.
+RUN_FILES = (
+    CONFIG,
+    STATUS,
+    LOG,
+    HISTORY,
+    METRICS,
+    MODEL,
+    BEST,
+    ENCODER,
+    EVALUATION,
+    FIRST_EPOCH,
+    TRACKING,  # an old run's MLflow run must not be continued by this one
+    f"{CONFUSION}.png",
+    f"{CONFUSION}.svg",
+)
+# An old run's checkpoints would otherwise be resumed as if they were the new run's.
+RUN_DIRS = (CHECKPOINTS, TENSORBOARD)
+# A comparison's own files, beside the run directories of its methods (or backends).
+COMPARISON_FILES = (COMPARE_STATE, INITIAL_WEIGHTS, COMPARISON, REPORT_MD, REPORT_HTML, TRACKING)
+COMPARISON_DIRS = (COMPARE_CONFIGS, PLOTS)
 
 
 class RunDirError(ValueError):
@@ -109,46 +142,118 @@ def default_run_dir(method: str, root: Path = Path("runs")) -> Path:
 def prepare(path: Path, *, overwrite: bool) -> Path:
     """Create the run directory, refusing to mix a new run into an old one.
 
+    With ``overwrite``, a non-empty ``path`` must be a trainways run (a readable ``status.json``
+    and ``config.json`` of one) or comparison (its ``compare.json``): every check passes first,
+    then only the files and folders trainways writes are removed (a symbolic link among them is
+    removed itself, never what it points to); the user's other files stay.
+
     Raises:
-        RunDirError: ``path`` is a file, is a non-empty directory and ``overwrite`` is off, or is
-            not writable.
+        RunDirError: ``path`` is a file, is a non-empty directory and ``overwrite`` is off or it
+            is no trainways run, or is not writable. Nothing has been removed then.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--out {path} is a file: choose a directory path")
+    doomed: list[Path] = []
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise RunDirError(
                 f"--out {path} exists and is not empty: choose another --out or pass --overwrite"
             )
-        names = (
-            CONFIG,
-            STATUS,
-            LOG,
-            HISTORY,
-            METRICS,
-            MODEL,
-            BEST,
-            ENCODER,
-            EVALUATION,
-            FIRST_EPOCH,
-            TRACKING,  # an old run's MLflow run must not be continued by this one
-            f"{CONFUSION}.png",
-            f"{CONFUSION}.svg",
-        )
-        for name in names:
-            (path / name).unlink(missing_ok=True)
-        # An old run's checkpoints would otherwise be resumed as if they were this run's.
-        shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
-        shutil.rmtree(path / TENSORBOARD, ignore_errors=True)
+        doomed = _written_by_trainways(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_bytes(b"ok")
         probe.unlink()
+        for entry in doomed:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
     except OSError as error:
         raise RunDirError(f"cannot write to --out {path}: {error.strerror or error}") from None
+    for child in {entry.parent for entry in doomed} - {path}:
+        with contextlib.suppress(OSError):  # a comparison's run directory, if now empty
+            child.rmdir()
     return path
+
+
+def _written_by_trainways(path: Path) -> list[Path]:
+    """What ``--overwrite`` removes from ``path``: the entries trainways writes there, or a
+    one-line error if ``path`` is neither a trainways run nor a comparison."""
+    if is_run(path):
+        return _entries(path, RUN_FILES + RUN_DIRS)
+    children = _comparison_children(path)
+    if children is None:
+        raise RunDirError(
+            f"--out {path} is not a trainways run (no readable {STATUS} and {CONFIG} of one): "
+            "--overwrite replaces only a trainways run or comparison; choose another --out, or "
+            "empty the directory yourself"
+        )
+    doomed = _entries(path, COMPARISON_FILES + COMPARISON_DIRS)
+    for name in children:
+        child = path / name
+        if child.is_symlink():
+            doomed.append(child)
+        elif child.is_dir():
+            doomed += _entries(child, RUN_FILES + RUN_DIRS)
+    return doomed
+
+
+def _entries(path: Path, names: Sequence[str]) -> list[Path]:
+    """The entries of ``path`` with these names, links included, and the temporary files that a
+    crash mid-write left of them (:func:`trainways.files.write_atomic`)."""
+    found = [path / name for name in names if os.path.lexists(path / name)]
+    for name in names:
+        found += sorted(path.glob(f".{name}.*.tmp"))
+    return found
+
+
+def is_run(path: Path) -> bool:
+    """Whether ``path`` holds a trainways run: a ``status.json`` with a run's state and a
+    ``config.json`` of a run's sections (of ``trainways train`` or of a ``Loop``)."""
+    try:
+        status = json.loads((Path(path) / STATUS).read_text(encoding="utf-8"))
+        config = json.loads((Path(path) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(status, dict)
+        and status.get("state") in STATES
+        and isinstance(config, dict)
+        and set(config) <= {*SECTIONS, "loop"}
+    )
+
+
+def _comparison_children(path: Path) -> list[str] | None:
+    """The names of a comparison's run directories, from its ``compare.json``; ``None`` if
+    ``path`` holds no readable one."""
+    try:
+        state = json.loads((path / COMPARE_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    names = state.get("backends") or state.get("methods")
+    plain = isinstance(names, list) and all(
+        isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+        for name in names
+    )
+    return names if plain else None
+
+
+def refuse_links(path: Path, names: Sequence[str] = RUN_FILES + RUN_DIRS) -> None:
+    """Refuse a run directory in which a file trainways writes is a symbolic link.
+
+    Keras, matplotlib, the CSV logger and the log append to or replace a run's files by name; a
+    link there would carry the write out of the run directory.
+
+    Raises:
+        SymlinkRefused: One of ``names`` in ``path`` is a link (:mod:`trainways.files`).
+    """
+    for name in names:
+        refuse_symlink(Path(path) / name)
 
 
 def resume_command(path: Path) -> str:
@@ -157,7 +262,14 @@ def resume_command(path: Path) -> str:
 
 
 def set_status(path: Path, state: str, **details: Any) -> None:
-    """Record the run's state (with a timestamp and any details) in ``status.json``."""
+    """Record the run's state (with a timestamp and any details) in ``status.json``.
+
+    A run starts (``running``) only in a directory whose run files are no symbolic links
+    (:func:`refuse_links`): every entry point (``train``, ``--resume``, ``Loop``) passes here
+    before its first write.
+    """
+    if state == RUNNING:
+        refuse_links(path)
     write_json(
         Path(path) / STATUS,
         {
@@ -178,11 +290,13 @@ def require_resumable(path: Path) -> dict[str, Any]:
             f"--resume {path}: not a trainways run (no {CONFIG} / {STATUS}); "
             "pass the --out of a training run"
         )
-    status = read_json(path / STATUS)
-    if status.get("state") == COMPLETED:
+    status = _read_status_file(path / STATUS)
+    if status["state"] == COMPLETED:
         raise RunDirError(
             f"--resume {path}: the run is already completed; start a new one with --out"
         )
+    # Checked before anything is written: the log, the CSV logger and Keras follow links.
+    refuse_links(path)
     return status
 
 
@@ -191,29 +305,101 @@ def require_completed(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"run directory {path} does not exist: pass the --out of a training run")
-    status = read_json(path / STATUS)
-    if status.get("state") != COMPLETED:
+    status = _read_status_file(path / STATUS)
+    if status["state"] != COMPLETED:
         raise RunDirError(
-            f"run {path} is {status.get('state', 'unknown')}, not completed: "
-            "train it to the end first"
+            f"run {path} is {status['state']}, not completed: train it to the end first"
         )
     return status
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
-    """The run's ``status.json``, or ``None`` if the run has none yet."""
+    """The run's ``status.json``, or ``None`` if the run has none yet.
+
+    Raises:
+        RunDirError: It is not a run's status (broken JSON, no known ``state``).
+    """
     status = Path(path) / STATUS
-    return read_json(status) if status.is_file() else None
+    return _read_status_file(status) if status.is_file() else None
+
+
+def _read_status_file(path: Path) -> dict[str, Any]:
+    status = read_json(path)
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        raise RunDirError(
+            f"{path} is not a run's status (a JSON object whose state is one of "
+            f"{', '.join(STATES)}): repair it, or train anew into a new --out"
+        )
+    return status
+
+
+def _read_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file of the run that must hold an object: one line if it holds anything else."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise RunDirError(
+            f"{path} holds {type(value).__name__}, not {what}: repair it, or train anew"
+        )
+    return value
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The run's ``config.json`` as saved (``RunConfig.from_dict`` validates it)."""
-    return read_json(Path(path) / CONFIG)
+    """The run's ``config.json`` as saved (``RunConfig.from_dict`` validates its values).
+
+    Raises:
+        RunDirError: It is missing or broken, or is not a JSON object of sections.
+    """
+    file = Path(path) / CONFIG
+    config = _read_object(file, "a run's configuration (a JSON object of sections)")
+    for name, section in config.items():
+        if not isinstance(section, dict):
+            raise RunDirError(
+                f"{file}: section {name!r} holds {type(section).__name__}, not a JSON object: "
+                "repair it, or train anew"
+            )
+    return config
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """The run's ``metrics.json``."""
-    return read_json(Path(path) / METRICS)
+    return _read_object(Path(path) / METRICS, "a run's metrics (a JSON object)")
+
+
+# encoder.json: what each field must hold for ``predict`` and ``export`` to encode text.
+_ENCODER_FIELDS: dict[str, tuple[str, Any]] = {
+    "word_index": ("an object of words and whole numbers", dict),
+    "topics": ("a list of topic names", list),
+    "max_len": ("a whole number", int),
+    "num_words": ("a whole number or null", (int, type(None))),
+    "skip_top": ("a whole number", int),
+    "start_char": ("a whole number", int),
+    "oov_char": ("a whole number", int),
+    "index_from": ("a whole number", int),
+}
+
+
+def read_encoder(path: Path) -> dict[str, Any]:
+    """The run's ``encoder.json`` (word index, topics, encoding options, ``max_len``), checked.
+
+    Raises:
+        RunDirError: It is missing or broken, or a field is missing or of the wrong type.
+    """
+    file = Path(path) / ENCODER
+    state = _read_object(file, "a run's encoder (a JSON object)")
+    for name, (kind, types) in _ENCODER_FIELDS.items():
+        value = state.get(name)
+        fine = isinstance(value, types) and not isinstance(value, bool)
+        if name == "word_index" and fine:
+            fine = all(isinstance(i, int) and not isinstance(i, bool) for i in value.values())
+        if name == "topics" and fine:
+            fine = bool(value) and all(isinstance(topic, str) for topic in value)
+        if not fine:
+            shown = "missing" if name not in state else f"{value!r:.60}"
+            raise RunDirError(
+                f"{file}: {name} must be {kind}, got {shown}: the run's encoder is damaged; "
+                "restore it from a copy, or train anew"
+            )
+    return state
 
 
 def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:

@@ -10,8 +10,12 @@ adds the flags the error is about.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable
+import numbers
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -149,6 +153,64 @@ def check_code_ref(key: str, value: str) -> None:
         parse_code_ref(value)
     except ValueError as error:
         raise ConfigError(f"{key}: {error}", keys=(key,)) from None
+
+
+def check_types(section: Any) -> None:
+    """Every field of ``section`` holds a value of its declared type, or a one-line error.
+
+    A ``config.json`` or ``--config`` file may say ``"batch_size": 2.5`` or ``"epochs": "3"``;
+    refused here, by the field's name, before anything trains or any file is touched. A whole
+    number is also a number; a boolean is neither. Lists stand for tuples (JSON has no tuples),
+    and NumPy's scalars become Python's, so that the configuration saves as plain JSON.
+
+    Raises:
+        ConfigError: A field's value is not of its type.
+    """
+    for name, hint in _type_hints(type(section)).items():
+        value = getattr(section, name)
+        if not _is_a(value, hint):
+            raise ConfigError(f"{name} must be {_kind(hint)}, got {value!r}", keys=(name,))
+        if isinstance(value, numbers.Number) and type(value) not in (bool, int, float):
+            plain = int(value) if isinstance(value, numbers.Integral) else float(value)
+            object.__setattr__(section, name, plain)
+
+
+@functools.cache
+def _type_hints(kind: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(kind)
+    return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, arg) for arg in args)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        kind = numbers.Integral if hint is int else numbers.Real
+        return isinstance(value, kind) and not isinstance(value, bool)
+    if origin is tuple:  # tuple[X, ...]
+        return isinstance(value, (tuple, list)) and all(_is_a(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, Mapping)
+    return isinstance(value, hint)
+
+
+def _kind(hint: Any) -> str:
+    """A type in words: ``int | None`` is "a whole number or null"."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in args)
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_kind(args[0]).partition(' ')[2]}s"
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    words[type(None)] = "null"
+    return words.get(hint, "an object" if typing.get_origin(hint) is dict else str(hint))
 
 
 def check_positive(key: str, value: float | None) -> None:

@@ -46,9 +46,11 @@ class RunConfig:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"a configuration is a JSON object of sections, got {raw!r:.60}")
         if "loop" in raw:
+            loop = raw["loop"]
+            script = loop.get("script") if isinstance(loop, Mapping) else None
             raise ConfigError(
-                f"this run was made by trainways.Loop in {raw['loop'].get('script')}: run that "
-                "script again to resume it"
+                f"this run was made by trainways.Loop in {script}: run that script again to "
+                "resume it"
             )
         unknown = set(raw) - set(SECTIONS)
         if unknown:
@@ -59,6 +61,10 @@ class RunConfig:
         built = {}
         for name, kind in SECTIONS.items():
             values = raw.get(name, {})
+            if not isinstance(values, Mapping):
+                raise ConfigError(
+                    f"config section {name!r} must be a JSON object of keys, got {values!r:.60}"
+                )
             known = {f.name for f in dataclasses.fields(kind)}
             extra = set(values) - known
             if extra:

@@ -18,6 +18,7 @@ from trainways.config.fields import (
     check_fraction,
     check_one_of,
     check_positive,
+    check_types,
     is_code_ref,
     option,
     parse_float,
@@ -102,6 +103,7 @@ class DataConfig:
     fingerprint: dict[str, Any] | None = field(default=None)
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_positive("num_words", self.num_words)
         check_positive("max_len", self.max_len)
         check_at_least_zero("skip_top", self.skip_top)
@@ -160,6 +162,7 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_positive("embedding_dim", self.embedding_dim)
         check_fraction("dropout", self.dropout)
         if self.initial_weights is not None and not self.initial_weights.endswith(".weights.h5"):
@@ -286,6 +289,7 @@ class DeviceConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         # JSON gives lists; keep the dataclass hashable and comparable.
         for name in ("gpus", "workers"):
             if isinstance(getattr(self, name), list):

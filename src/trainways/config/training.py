@@ -16,6 +16,7 @@ from trainways.config.fields import (
     check_fraction,
     check_one_of,
     check_positive,
+    check_types,
     option,
     parse_code_ref,
     parse_float,
@@ -256,6 +257,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_one_of("method", self.method, METHODS)
         check_one_of("precision", self.precision, PRECISIONS)
         check_one_of("stop_on", self.stop_on, STOP_ON)
