@@ -483,6 +483,7 @@ class Loop:
         if refine and rundir.read_status(life.out).get("state") == rundir.COMPLETED:
             return
         self._failure = (error,)
+        configure_logging(life.out / rundir.LOG, quiet=not self._verbose)  # a refinement's too
         if life.signals is not None:
             life.signals.restore_handlers()
         if isinstance(error, KeyboardInterrupt):
@@ -498,6 +499,8 @@ class Loop:
         configure_logging(None, quiet=True)
 
     def _stopped(self, stop: TrainingStopped) -> int:
+        self._failure = (stop,)  # recorded here: leaving epochs() on the way out is not a failure
+        self._unwatch_errors()
         code = self._life.stopped(stop)
         self._life.end()
         return code
