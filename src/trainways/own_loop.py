@@ -15,6 +15,9 @@ clean stop on SIGINT / SIGTERM::
 
 The logs are those of :mod:`trainways.steps`: a dict with ``"loss"``, other scalars, and
 optionally ``"y_pred"`` for the loop's metrics. ``docs/own-loop.md`` is the manual.
+
+It runs past 500 lines because :class:`Loop` is one object the user drives, and how its run
+ends (a stop, an error in the script, a resume with other settings) belongs to it.
 """
 
 from __future__ import annotations
