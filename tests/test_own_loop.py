@@ -320,3 +320,63 @@ def test_two_replicas_match_one_device_and_several_workers_are_refused(corpus, t
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(report["two"][key], report["one"][key], atol=1e-5, err_msg=key)
     assert "Loop runs on one machine" in report["refused"]
+
+
+# --------------------------------------------------------------- how a Loop run ends
+
+
+def test_an_error_in_the_script_is_recorded_as_failed_with_its_checkpointed_epochs(tmp_path):
+    out = tmp_path / "run"
+    loop = _own(_model(), epochs=3, out=out)
+    with pytest.raises(ZeroDivisionError):
+        for epoch in loop.epochs():
+            for _x, _y in loop.batches():
+                loop.log({"loss": 1.0})
+                if epoch == 1:
+                    1 / 0  # noqa: B018
+    status = read_status(out)
+    assert status["state"] == "failed" and status["epochs_completed"] == 1
+    assert "left loop.epochs() in epoch 2 of 3" in status["error"]
+    # A script's uncaught error reaches sys.excepthook, which names it.
+    error = ZeroDivisionError("division by zero")
+    sys.excepthook(ZeroDivisionError, error, None)
+    status = read_status(out)
+    assert status["error"] == "ZeroDivisionError: division by zero"
+    assert "failed: ZeroDivisionError: division by zero" in (out / rundir.LOG).read_text()
+    assert status["resume"].startswith("python ") and "(Loop resumes" in status["resume"]
+
+
+def test_an_error_inside_the_loop_is_recorded_as_failed(tmp_path):
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("boom")
+
+    out = tmp_path / "run"
+    loop = _own(_model(), epochs=3, out=out, callbacks=[Boom()])
+    with pytest.raises(RuntimeError):
+        for _ in loop.epochs():
+            for _x, _y in loop.batches():
+                loop.log({"loss": 1.0})
+    status = read_status(out)
+    assert status["state"] == "failed" and status["error"] == "RuntimeError: boom"
+    assert status["epochs_completed"] == 1
+
+
+def test_a_changed_epochs_is_refused_and_the_hint_is_the_whole_command(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["train.py", "--out", "my run", "--epochs", "4"])
+    loop = _own(_model(), epochs=4, out=out)
+    with pytest.raises(SystemExit):
+        for epoch in loop.epochs():
+            for _x, _y in loop.batches():
+                if epoch == 2:
+                    os.kill(os.getpid(), signal.SIGINT)  # stops at this batch's end, as Ctrl-C
+                loop.log({"loss": 1.0})
+    status = read_status(out)
+    assert status["state"] == "interrupted" and status["epochs_completed"] == 2
+    assert status["resume"] == f"python train.py --out 'my run' --epochs 4 (Loop resumes {out})"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="resumes a run of 4 epochs, not 1: pass epochs=4"):
+        _own(_model(), epochs=1, out=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

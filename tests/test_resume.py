@@ -255,3 +255,89 @@ def test_a_real_data_run_predicts_five_topics_from_raw_text(reuters_dir, unbroke
     capsys.readouterr()
     assert main(["predict", str(run), "Coffee exports fell as Brazil cut its quota"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 5
+
+
+# ------------------------------------------------ the checkpoint is the commit point
+
+
+def _killed_before_the_first_checkpoint(reference: Path, run: Path, history_rows: int) -> Path:
+    """``reference`` as a run SIGKILLed in epoch 1 leaves it: CSVLogger's empty history.csv
+    (``history_rows`` 0), or epoch 1's row and best.keras written but not its checkpoint."""
+    run = shutil.copytree(reference, run)
+    shutil.rmtree(run / CHECKPOINTS)
+    for name in (rundir.MODEL, rundir.METRICS, rundir.ENCODER):
+        (run / name).unlink()
+    lines = (run / rundir.HISTORY).read_text().splitlines(keepends=True)
+    (run / rundir.HISTORY).write_text("".join(lines[: 1 + history_rows]) if history_rows else "")
+    rundir.set_status(run, rundir.RUNNING, epochs_completed=0)
+    return run
+
+
+@pytest.mark.parametrize("rows", [0, 1], ids=["empty history", "a row past the checkpoint"])
+def test_a_run_killed_before_its_first_checkpoint_starts_over(rows, corpus, unbroken_run, tmp_path):
+    reference = unbroken_run(corpus, "batch", EPOCHS, *SMALL)
+    run = _killed_before_the_first_checkpoint(reference, tmp_path / "run", rows)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "starting over from epoch 1" in (run / rundir.LOG).read_text()
+    assert_same_run(run, reference)
+
+
+def test_what_an_epoch_wrote_after_the_last_checkpoint_is_rolled_back(
+    corpus, unbroken_run, tmp_path
+):
+    reference = unbroken_run(corpus, "fit", EPOCHS, *SMALL)
+    run = shutil.copytree(reference, tmp_path / "run")
+    # Killed between epoch 3's row (and best.keras) and its checkpoint; best.keras then even
+    # half-written.
+    shutil.rmtree(run / CHECKPOINTS / "epoch-0003")
+    (run / rundir.BEST).write_bytes((run / rundir.BEST).read_bytes()[:100])
+    for name in (rundir.MODEL, rundir.METRICS):
+        (run / name).unlink()
+    rundir.set_status(run, rundir.RUNNING, epochs_completed=0)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "rolled back to epoch-0002: best.keras" in (run / rundir.LOG).read_text()
+    assert_same_run(run, reference)
+    assert (run / rundir.BEST).read_bytes() == (
+        reference / CHECKPOINTS / "epoch-0003" / "best.keras"
+    ).read_bytes()
+
+
+def test_damaged_checkpoints_that_no_kill_explains_are_refused(
+    corpus, unbroken_run, tmp_path, capsys
+):
+    run = shutil.copytree(unbroken_run(corpus, "fit", EPOCHS, *SMALL), tmp_path / "run")
+    for epoch in (2, 3):
+        (run / CHECKPOINTS / f"epoch-000{epoch}" / "state.json").write_text("{")
+    rundir.set_status(run, rundir.RUNNING, epochs_completed=0)
+    before = read_status(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoints (epoch-0003, epoch-0002) are damaged but no usable checkpoint" in err
+    assert read_status(run) == before
+
+
+def test_a_changed_model_builder_is_refused_before_anything_is_written(corpus, tmp_path, capsys):
+    builder = tmp_path / "builder.py"
+    layers = "keras.layers.Embedding(vocab_size, {}), keras.layers.GlobalAveragePooling1D()"
+    source = (
+        "import keras\n\ndef build(vocab_size, num_classes, max_len):\n"
+        "    return keras.Sequential([keras.Input((max_len,), dtype='int32'), "
+        f"{layers}, keras.layers.Dense(num_classes, activation='softmax')])\n"
+    )
+    builder.write_text(source.format(4))
+    run = tmp_path / "run"
+    assert (
+        main(train_args(corpus, run, "fit", 1, "--max-len", "60", "--model", f"{builder}:build"))
+        == 0
+    )
+    rundir.set_status(run, rundir.INTERRUPTED, epochs_completed=1)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    builder.write_text(source.format(5))
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "now builds" in err and "put " in err, err
+    builder.write_text("import keras\n\ndef build(vocab_size, num_classes, max_len):\n    1 / 0\n")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ZeroDivisionError" in err, err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -319,3 +319,23 @@ def test_a_stopped_run_resumes_to_the_end(corpus, tmp_path, monkeypatch):
     assert read_status(out)["epochs_completed"] == 2
     assert len(json.loads((out / rundir.METRICS).read_text())["seconds_per_epoch"]) == 2
     assert np.isfinite(json.loads((out / rundir.METRICS).read_text())["final"]["loss"])
+
+
+def test_a_graph_error_says_what_went_wrong_in_status_and_train_log(tmp_path):
+    page = (
+        "Graph execution error:\n\nDetected at node sequential/embedding/GatherV2 defined at "
+        '(most recent call last):\n  File "train.py", line 6, in <module>\n\n'
+        "indices[0,0] = 9 is not in [0, 5)\n\t [[{{node sequential/embedding/GatherV2}}]] "
+        "[Op:__inference_multi_step_on_iterator_781]"
+    )
+    life = _life(tmp_path / "run")
+    life.start()
+
+    def explode():
+        raise ValueError(page)
+
+    with pytest.raises(ValueError):
+        life.run(explode)
+    line = "ValueError: Graph execution error: indices[0,0] = 9 is not in [0, 5)"
+    assert read_status(life.out)["error"] == line
+    assert f"failed: {line}" in (life.out / rundir.LOG).read_text()

@@ -83,9 +83,25 @@ def warner(quiet: bool) -> Callable[[str], None]:
 
 def one_line(error: BaseException) -> str:
     """An error as one plain line for ``status.json``: Keras's messages carry ANSI colour codes
-    and pages of context."""
+    and pages of context.
+
+    A first line that only announces the rest (TensorFlow's ``Graph execution error:``) is
+    followed by the line that says what went wrong: the last unindented one of the message,
+    after the traceback of the graph's node.
+    """
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-    first = text.splitlines()[0] if text else ""
+    lines = text.splitlines()
+    first = lines[0].strip() if lines else ""
+    if first.endswith(":"):
+        said = [
+            line.strip()
+            for line in lines[1:]
+            if line.strip()
+            and not line[0].isspace()
+            and not line.startswith(("Detected at node", "[["))
+        ]
+        if said:
+            first = f"{first} {said[-1]}"
     return f"{type(error).__name__}: {first}"[:500]
 
 
@@ -216,10 +232,7 @@ class RunLife:
         history_so_far = resume_from.history if resume_from else {}
         if resume_from:
             LOG.info("resuming after epoch %d from %s", resume_from.epoch, resume_from.path)
-            # history.csv may hold an epoch finished after the checkpoint was taken: start it
-            # over from the checkpoint so the resumed run appends exactly what an unbroken run
-            # writes.
-            rundir.write_history_csv(history_so_far, out)
+            self._roll_back(resume_from)
         callbacks: list[keras.callbacks.Callback] = []
         if self.config.train.tensorboard:
             # Keras's own callback; it also logs the learning rate each epoch.
@@ -231,6 +244,8 @@ class RunLife:
             )
             for monitor, mode in ([best_monitor] if best_monitor else [])
         ]
+        # best.keras is written before the checkpoint: the checkpoint keeps a copy of it.
+        files = [out / rundir.BEST] if best_monitor else []
         # The timer is tracked too, so that a resumed run's metrics.json keeps every epoch's time.
         self.checkpointer = checkpoint.EpochCheckpoint(
             out,
@@ -238,6 +253,7 @@ class RunLife:
             initial_history=history_so_far,
             restore_from=resume_from,
             extra_optimizers=extra_optimizers,
+            files=files,
         )
         return [
             *callbacks,
@@ -245,6 +261,24 @@ class RunLife:
             *best,
             self.checkpointer,  # it saves the state the callbacks before it have just updated
         ]
+
+    def _roll_back(self, resume_from: checkpoint.Checkpoint) -> None:
+        """Undo what was written after the checkpoint, the run's commit point: an epoch killed
+        between its ``history.csv`` row (or ``best.keras``) and its checkpoint is trained again,
+        and the outputs of a completed run are written again at its end. The resumed run then
+        appends exactly what an unbroken run writes."""
+        out = self.out
+        assert out is not None
+        rundir.write_history_csv(resume_from.history, out)
+        rolled = checkpoint.restore_files(resume_from, out)
+        for name in (rundir.MODEL, rundir.METRICS):
+            if (out / name).exists():
+                (out / name).unlink()
+                rolled.append(name)
+        if rolled:
+            LOG.info(
+                "rolled back to %s: %s (written after it)", resume_from.path.name, ", ".join(rolled)
+            )
 
     # ----------------------------------------------------------------- how it ends
 
@@ -337,10 +371,18 @@ class RunLife:
         return EXIT_INTERRUPTED
 
     def failed(self, error: BaseException) -> None:
-        """Record a run that an error ended."""
+        """Record a run that an error ended: ``status.json`` and ``train.log`` get the error in
+        one line, with the epochs its checkpoints keep and how to resume."""
         self._outcome = error
-        if self.out is not None:
-            rundir.set_status(self.out, rundir.FAILED, error=one_line(error))
+        if self.out is None:
+            return
+        latest = checkpoint.load_checkpoint(self.out, warn=LOG.warning)
+        done = latest.epoch if latest else 0
+        line = one_line(error)
+        rundir.set_status(
+            self.out, rundir.FAILED, error=line, epochs_completed=done, resume=self.resume_hint
+        )
+        LOG.error("failed: %s; %d complete epoch(s) checkpointed", line, done)
 
     def summary(self) -> dict[str, Any]:
         """``metrics.json``'s figures: the history so far (a resumed run's earlier epochs

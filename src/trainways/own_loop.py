@@ -15,10 +15,14 @@ clean stop on SIGINT / SIGTERM::
 
 The logs are those of :mod:`trainways.steps`: a dict with ``"loss"``, other scalars, and
 optionally ``"y_pred"`` for the loop's metrics. ``docs/own-loop.md`` is the manual.
+
+It runs past 500 lines because :class:`Loop` is one object the user drives, and how its run
+ends (a stop, an error in the script, a resume with other settings) belongs to it.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -110,7 +114,7 @@ class Loop:
         self.model = model
         self._out = Path(out) if out is not None else None
         self._resume_from = None
-        recorded = self._open_run_dir(seed) if self._out is not None else None
+        recorded = self._open_run_dir(seed, epochs) if self._out is not None else None
         config = RunConfig(
             train=TrainConfig(
                 method="loop",
@@ -169,12 +173,13 @@ class Loop:
 
     # ----------------------------------------------------------------- the run directory
 
-    def _open_run_dir(self, seed: int | None) -> int | None:
+    def _open_run_dir(self, seed: int | None, epochs: int) -> int | None:
         """Start or resume the run in ``out``; return the seed a resumed run recorded."""
         out = self._out
         status = rundir.read_status(out) if out.is_dir() else None
         if status is None:
-            rundir.prepare(out, overwrite=False)
+            if not _killed_at_start(out):
+                rundir.prepare(out, overwrite=False)
             return None
         if status.get("state") == rundir.COMPLETED:
             raise rundir.RunDirError(
@@ -192,7 +197,20 @@ class Loop:
                 f"Loop(out={str(out)!r}) resumes a run seeded {recorded}, not {seed}: pass "
                 f"seed={recorded} (or seed=None), or a new out"
             )
+        # Its checkpoints, history and status count epochs of that many.
+        planned = saved["loop"].get("epochs")
+        if planned is not None and planned != epochs:
+            raise ConfigError(
+                f"Loop(out={str(out)!r}) resumes a run of {planned} epochs, not {epochs}: pass "
+                f"epochs={planned}, or a new out"
+            )
         self._resume_from = checkpoint.load_checkpoint(out, warn=self._warn)
+        lost = checkpoint.lost_checkpoints(out, status, self._resume_from)
+        if lost is not None:
+            raise rundir.RunDirError(
+                f"Loop(out={str(out)!r}): {lost} but no usable checkpoint is left in "
+                f"{out / rundir.CHECKPOINTS}: pass a new out to start over"
+            )
         return recorded
 
     @staticmethod
@@ -206,7 +224,7 @@ class Loop:
             self._config,
             quiet=not self._verbose,
             resume_from=self._resume_from,
-            resume_hint=f"python {_script()} (Loop resumes {out})" if out else None,
+            resume_hint=f"{_command()} (Loop resumes {out})" if out else None,
         )
         if out is not None:
             rundir.write_json(
@@ -259,8 +277,9 @@ class Loop:
             raise LoopError("loop.epochs() is already running: call it once, as the outer loop")
         model = self.model
         model.stop_training = False
-        self._call(self._callbacks.on_train_begin)
+        self._watch_errors()
         try:
+            self._call(self._callbacks.on_train_begin)
             for epoch in range(self._first_epoch, self._epochs):
                 self._epoch = epoch
                 self._running, self._epoch_logs = WeightedMeans(), {}
@@ -277,10 +296,25 @@ class Loop:
                 self.last_logs = logs
                 if model.stop_training:
                     break
+            self._epoch = None
+            self._call(self._callbacks.on_train_end, self.last_logs)
+            self._finish()
+        except GeneratorExit:
+            # The script left the loop: an error of its own (sys.excepthook, still watching,
+            # then says which) or a break, before the last epoch.
+            self._record_failure(None)
+            self._epoch = None
+            raise
+        except SystemExit:
+            self._unwatch_errors()
+            raise  # a stop, recorded by _call
+        except BaseException as error:
+            self._record_failure(error)
+            self._unwatch_errors()
+            raise
         finally:
             self._epoch = None
-        self._call(self._callbacks.on_train_end, self.last_logs)
-        self._finish()
+        self._unwatch_errors()
 
     def batches(self) -> Iterator[tuple[Any, Any]]:
         """Yield this epoch's batches, in the order the seed and epoch give; run batch hooks.
@@ -419,7 +453,57 @@ class Loop:
         except TrainingStopped as stop:
             raise SystemExit(self._stopped(stop)) from None
 
+    def _watch_errors(self) -> None:
+        """Record an error that ends the script while it drives the loop: it is raised in the
+        script's frame, not in :meth:`epochs`, so only ``sys.excepthook`` sees it."""
+        self._failure: tuple[BaseException | None] | None = None  # what was recorded, if any
+        if self._out is None:
+            return
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+            if sys.excepthook is hook:
+                sys.excepthook = previous
+            self._record_failure(error, refine=True)
+            previous(kind, error, trace)
+
+        self._excepthook = (hook, previous)
+        sys.excepthook = hook
+
+    def _unwatch_errors(self) -> None:
+        hook, previous = getattr(self, "_excepthook", (None, None))
+        if hook is not None and sys.excepthook is hook:
+            sys.excepthook = previous
+
+    def _record_failure(self, error: BaseException | None, *, refine: bool = False) -> None:
+        """Record in ``out`` that the run ended before its last epoch: ``interrupted`` for a
+        Ctrl-C, else ``failed`` with the error (``None``: the script left :meth:`epochs`)."""
+        life = self._life
+        if life.out is None or (self._failure is not None and not refine):
+            return
+        if self._failure is not None and self._failure[0] is error:
+            return  # raised in epochs(), recorded there, then uncaught
+        if refine and rundir.read_status(life.out).get("state") == rundir.COMPLETED:
+            return
+        self._failure = (error,)
+        configure_logging(life.out / rundir.LOG, quiet=not self._verbose)  # a refinement's too
+        if life.signals is not None:
+            life.signals.restore_handlers()
+        if isinstance(error, KeyboardInterrupt):
+            life.interrupted()
+        elif error is None:
+            epoch = self._epoch + 1 if self._epoch is not None else self._first_epoch + 1
+            life.failed(
+                LoopError(f"the script left loop.epochs() in epoch {epoch} of {self._epochs}")
+            )
+        else:
+            life.failed(error)
+        life.end()
+        configure_logging(None, quiet=True)
+
     def _stopped(self, stop: TrainingStopped) -> int:
+        self._failure = (stop,)  # recorded here: leaving epochs() on the way out is not a failure
+        self._unwatch_errors()
         code = self._life.stopped(stop)
         self._life.end()
         return code
@@ -443,3 +527,28 @@ def _loop_settings(config: RunConfig) -> dict[str, Any]:
 
 def _script() -> str:
     return sys.argv[0] if sys.argv and sys.argv[0] else "your script"
+
+
+def _command() -> str:
+    """The command that ran this script, arguments and all, as a shell reads it."""
+    if not sys.argv or not sys.argv[0]:
+        return "your script (run it again)"
+    return shlex.join(["python", *sys.argv])
+
+
+def _killed_at_start(out: Path) -> bool:
+    """Whether ``out`` holds only what a Loop writes before its status (its ``config.json``, a
+    temporary file of it): a Loop killed at its start, started over."""
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if not any(entry.name == rundir.CONFIG for entry in entries):
+        return False
+    if any(
+        entry.name != rundir.CONFIG
+        and not (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+        for entry in entries
+    ):
+        return False
+    try:
+        return "loop" in rundir.read_config(out)
+    except rundir.RunDirError:
+        return False

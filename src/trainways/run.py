@@ -19,13 +19,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from trainways import checkpoint, rundir
 from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, apply_options
+from trainways.config.fields import is_code_ref
 from trainways.lifecycle import (
     LOG,
     RunLife,
@@ -34,10 +38,16 @@ from trainways.lifecycle import (
     warn_stderr,
     warner,
 )
-from trainways.preflight import Prepared, preflight
+from trainways.preflight import Prepared, check_model, preflight
 from trainways.steps import extra_optimizers
 from trainways.trainers import get_trainer
-from trainways.training import Training, build_training, schedule_callbacks, seed_everything
+from trainways.training import (
+    Training,
+    build_model_for,
+    build_training,
+    schedule_callbacks,
+    seed_everything,
+)
 
 
 def train(
@@ -97,19 +107,60 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
         return _as_worker(prepared, quiet=quiet, resume_from=latest)
     configure_logging(run_dir / rundir.LOG, quiet=quiet)
     latest = checkpoint.load_checkpoint(run_dir, warn=LOG.warning)
-    # A run killed mid-epoch still says "running" with the epochs of its start: history.csv knows.
-    history = run_dir / rundir.HISTORY
-    logged = len(rundir.read_history(run_dir).get("loss", [])) if history.is_file() else 0
-    completed = max(int(status.get("epochs_completed") or 0), logged)
-    if latest is None and completed > 0:
+    _require_commit_point(run_dir, status, latest)
+    _require_same_model(run_dir, prepared, latest)
+    if latest is None:
+        LOG.info(
+            "no checkpoint in %s yet (it was %s, stopped before its first epoch was "
+            "checkpointed): starting over from epoch 1",
+            run_dir,
+            status["state"],
+        )
+    return _start(run_dir, prepared, quiet=quiet, resume_from=latest)
+
+
+def _require_commit_point(
+    run_dir: Path, status: Mapping[str, Any], latest: checkpoint.Checkpoint | None
+) -> None:
+    """Refuse a run whose checkpoints were lost (:func:`trainways.checkpoint.lost_checkpoints`);
+    what a kill left after the last checkpoint is rolled back instead."""
+    why = checkpoint.lost_checkpoints(run_dir, status, latest)
+    if why is not None:
         raise rundir.RunDirError(
-            f"--resume {run_dir}: its status says {completed} epoch(s) completed but no usable "
-            f"checkpoint is left in {run_dir / rundir.CHECKPOINTS}; to start over, train anew: "
+            f"--resume {run_dir}: {why} but no usable checkpoint is left in "
+            f"{run_dir / rundir.CHECKPOINTS}; to start over, train anew: "
             f"trainways train --config {run_dir / rundir.CONFIG} --out NEW_DIR"
         )
+
+
+def _require_same_model(
+    run_dir: Path, prepared: Prepared, latest: checkpoint.Checkpoint | None
+) -> None:
+    """Refuse, before anything is written, a ``--model`` builder file that no longer builds the
+    run's model (it fails, or its weights are not the checkpoint's shapes)."""
+    config = prepared.config
+    if not is_code_ref(config.model.preset):
+        return
+    fix = (
+        f"put {config.model.preset.split(':')[0]} back as it was when the run started, or train "
+        f"anew: trainways train --config {run_dir / rundir.CONFIG} --out NEW_DIR"
+    )
+    try:
+        check_model(config, prepared.reuters, prepared.devices, prepared.backend)
+    except ConfigError as error:
+        raise rundir.RunDirError(f"--resume {run_dir}: {error}; {fix}") from None
     if latest is None:
-        LOG.info("no complete epoch in %s (it was %s): starting over", run_dir, status["state"])
-    return _start(run_dir, prepared, quiet=quiet, resume_from=latest)
+        return
+    scope = prepared.devices.strategy.scope() if prepared.devices is not None else nullcontext()
+    with scope:
+        shapes = [tuple(v.shape) for v in build_model_for(config, prepared.reuters).weights]
+    keras.backend.clear_session()  # a throwaway model, as check_model's
+    saved = [tuple(array.shape) for array in latest.weights]
+    if shapes != saved:
+        raise rundir.RunDirError(
+            f"--resume {run_dir}: model {config.model.preset!r} now builds {len(shapes)} weights "
+            f"of other shapes than the {len(saved)} its checkpoint {latest.path.name} holds; {fix}"
+        )
 
 
 def _as_worker(

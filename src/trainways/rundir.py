@@ -429,10 +429,15 @@ def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> Non
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
-    """The run's ``history.csv`` as ``History.history`` (one list per log key)."""
+    """The run's ``history.csv`` as ``History.history`` (one list per log key); empty when the
+    file is empty or absent (Keras's ``CSVLogger`` creates it when training begins, and a run
+    killed in its first epoch leaves it so)."""
     import pandas as pd
 
-    frame = pd.read_csv(Path(path) / HISTORY)
+    target = Path(path) / HISTORY
+    if not target.is_file() or not target.read_text(encoding="utf-8").strip():
+        return {}
+    frame = pd.read_csv(target)
     return {column: frame[column].tolist() for column in frame.columns if column != "epoch"}
 
 

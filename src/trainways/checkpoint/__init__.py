@@ -12,12 +12,18 @@ Layout, inside the run directory::
         epoch-0003/
             arrays.npz    weights.NNNN, optimizer.NNNN, optimizer<K>.NNNN (K-th extra
                           optimizer of a user step), callbacks.<key>.<field>.NNNN
-            state.json    format, epoch, learning rate, history, callback states, sha256
+            state.json    format, epoch, learning rate, history, callback states, sha256s
+            best.keras    the run's best model as it was at this epoch (runs that keep one)
         epoch-0004/
 
 A checkpoint is built in a hidden temporary directory beside them and renamed into place once its
 files are on disk, so a directory named ``epoch-NNNN`` is always complete (or damaged afterwards,
 which :func:`load_checkpoint` detects). Only the newest two are kept.
+
+A checkpoint is the epoch's one commit point: what the epoch wrote before it (its
+``history.csv`` row, ``best.keras``) is rolled back to the checkpoint when a run resumes (a copy
+of ``best.keras`` rides in it for that: :func:`restore_files`), and what the run writes after
+its last one (``model.keras``, ``metrics.json``) is written again.
 
 Resuming (see :class:`EpochCheckpoint`)::
 
@@ -36,9 +42,9 @@ callback; format ← read; first_epoch stands alone):
   the callbacks whose state is saved (``EarlyStopping``, ``ModelCheckpoint``, ``EpochLogger``).
 * :mod:`~trainways.checkpoint.write`: :func:`save_checkpoint`, atomic, and pruning.
 * :mod:`~trainways.checkpoint.read`: :func:`load_checkpoint` / :func:`latest_checkpoint`, which
-  verify and fall back past damaged checkpoints.
+  verify and fall back past damaged checkpoints; :func:`lost_checkpoints`, what no kill explains.
 * :mod:`~trainways.checkpoint.restoring`: :func:`restore`, :func:`restore_model`,
-  :func:`restore_callbacks`.
+  :func:`restore_callbacks`, :func:`restore_files`.
 * :mod:`~trainways.checkpoint.first_epoch`: ``first_epoch.npz`` (:func:`save_first_epoch_weights`,
   :func:`first_epoch_weights`, :func:`named_weights`).
 * :mod:`~trainways.checkpoint.callback`: :class:`EpochCheckpoint`.
@@ -63,8 +69,13 @@ from trainways.checkpoint.format import (
     Checkpoint,
     History,
 )
-from trainways.checkpoint.read import latest_checkpoint, load_checkpoint
-from trainways.checkpoint.restoring import restore, restore_callbacks, restore_model
+from trainways.checkpoint.read import latest_checkpoint, load_checkpoint, lost_checkpoints
+from trainways.checkpoint.restoring import (
+    restore,
+    restore_callbacks,
+    restore_files,
+    restore_model,
+)
 from trainways.checkpoint.write import save_checkpoint
 
 __all__ = [
@@ -81,10 +92,12 @@ __all__ = [
     "first_epoch_weights",
     "latest_checkpoint",
     "load_checkpoint",
+    "lost_checkpoints",
     "named_weights",
     "register_state_adapter",
     "restore",
     "restore_callbacks",
+    "restore_files",
     "restore_model",
     "save_checkpoint",
     "save_first_epoch_weights",

@@ -40,6 +40,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         initial_history: Logs of the epochs before this run; defaults to ``restore_from.history``.
         extra_optimizers: Optimizers a user's step applies besides the model's
             (:func:`trainways.steps.keeps`); saved and restored with it.
+        files: Run files the callbacks before it write (``best.keras``): each checkpoint holds
+            a copy (:func:`~trainways.checkpoint.save_checkpoint`).
     """
 
     def __init__(
@@ -50,9 +52,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
         restore_from: Checkpoint | None = None,
         initial_history: Mapping[str, Sequence[float]] | None = None,
         extra_optimizers: Sequence[keras.optimizers.Optimizer] = (),
+        files: Sequence[Path | str] = (),
     ) -> None:
         super().__init__()
         self._extra_optimizers = tuple(extra_optimizers)
+        self._files = tuple(Path(path) for path in files)
         self.run_dir = Path(run_dir)
         self._callbacks = list(callbacks)
         self._restore_from = restore_from
@@ -106,4 +110,5 @@ class EpochCheckpoint(keras.callbacks.Callback):
             history=self._history,
             callbacks=self._callbacks,
             extra_optimizers=self._extra_optimizers,
+            files=self._files,
         )

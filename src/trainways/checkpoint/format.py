@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,10 @@ class Checkpoint:
         random_states: The model's random generators' states (its ``SeedGenerator`` s, which
             dropout draws from; not among ``get_weights()``), so that a resumed run draws the
             masks the unbroken run draws.
+        files: Run files that callbacks before the checkpoint wrote (``best.keras``), by name:
+            the sha256 of the copy the checkpoint holds beside its arrays, or ``None`` when the
+            file did not exist at that epoch. :func:`~trainways.checkpoint.restore_files` puts
+            them back, so a resume rolls back what an epoch wrote after its commit.
     """
 
     path: Path
@@ -64,6 +68,7 @@ class Checkpoint:
     optimizer_variables: tuple[np.ndarray, ...]
     extra_optimizers: tuple[tuple[str, tuple[np.ndarray, ...]], ...] = ()
     random_states: tuple[np.ndarray, ...] = ()
+    files: dict[str, str | None] = field(default_factory=dict)
 
 
 def random_state_variables(model: keras.Model) -> list[Any]:

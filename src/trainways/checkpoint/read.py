@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,11 @@ def _read(path: Path, epoch: int) -> Checkpoint:
         ]
         # Absent from checkpoints written before models had dropout: none then.
         n_random = int(state.get("random_states", 0))
+        # Absent from checkpoints written before they held run files: none then.
+        files = {
+            str(name): None if sha is None else str(sha)
+            for name, sha in state.get("files", {}).items()
+        }
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise _Unusable(f"{STATE} lacks a valid field: {_one_line(error)}") from None
 
@@ -104,6 +110,10 @@ def _read(path: Path, epoch: int) -> Checkpoint:
         for field, count in counts.items():
             callback_states[key][field] = list(take(f"callbacks.{key}.{field}", count))
     _require(not arrays, f"{ARRAYS} has unexpected arrays {', '.join(sorted(arrays)[:3])}")
+    for name, sha in files.items():
+        if sha is not None:
+            _require((path / name).is_file(), f"{name} is missing")
+            _require(sha256_of(path / name) == sha, f"{name} does not match its sha256")
     return Checkpoint(
         path=path,
         epoch=epoch,
@@ -115,6 +125,7 @@ def _read(path: Path, epoch: int) -> Checkpoint:
         optimizer_variables=optimizer_variables,
         extra_optimizers=extra_optimizers,
         random_states=random_states,
+        files=files,
     )
 
 
@@ -152,3 +163,31 @@ def load_checkpoint(run_dir: Path | str, *, warn: Callable[[str], None]) -> Chec
 def latest_checkpoint(run_dir: Path | str) -> Checkpoint | None:
     """:func:`load_checkpoint`, warning through the ``trainways`` logger."""
     return load_checkpoint(run_dir, warn=LOG.warning)
+
+
+def lost_checkpoints(
+    run_dir: Path | str, status: Mapping[str, Any], latest: Checkpoint | None
+) -> str | None:
+    """Why the checkpoints of a run with no usable one must have been lost, or ``None`` when
+    a kill explains it (the run is then started over).
+
+    The checkpoint is an epoch's commit point: ``history.csv`` rows or ``best.keras`` written
+    after the last one are rolled back, not taken as lost checkpoints. A kill cannot damage a
+    checkpoint (each is renamed into place complete) nor delete the newest one (pruning keeps
+    it), and ``status.json`` counts only checkpointed epochs. So damaged checkpoints with none
+    usable left, or a status counting epochs with no checkpoint at all, mean they were lost.
+
+    Args:
+        run_dir: The run directory.
+        status: Its ``status.json``.
+        latest: What :func:`load_checkpoint` found.
+    """
+    if latest is not None:
+        return None
+    damaged = [path.name for _, path in complete_dirs(Path(run_dir) / CHECKPOINTS)]
+    counted = int(status.get("epochs_completed") or 0)
+    if damaged:
+        return f"its checkpoints ({', '.join(damaged)}) are damaged"
+    if counted:
+        return f"its status says {counted} epoch(s) completed"
+    return None

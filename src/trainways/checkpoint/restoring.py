@@ -1,14 +1,17 @@
-"""Putting a checkpoint back into a model, its optimizers and its callbacks."""
+"""Putting a checkpoint back into a model, its optimizers and its callbacks, and the run files it
+holds back into the run directory."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
 
 from trainways.checkpoint.adapters import tracked_callbacks
 from trainways.checkpoint.format import Checkpoint, ensure_built, random_state_variables
+from trainways.files import write_atomic
 
 
 def _matching_variables(
@@ -134,3 +137,26 @@ def restore(
     """
     restore_model(checkpoint, model, extra_optimizers)
     restore_callbacks(checkpoint, callbacks)
+
+
+def restore_files(checkpoint: Checkpoint, run_dir: Path | str) -> list[str]:
+    """Put the run files the checkpoint holds (``best.keras``) back as they were at its epoch.
+
+    A file the checkpoint records as absent is removed: it was written by an epoch after it.
+
+    Returns:
+        The names of the files changed.
+    """
+    changed = []
+    for name, sha in checkpoint.files.items():
+        target = Path(run_dir) / name
+        if sha is None:
+            if target.exists():
+                target.unlink()
+                changed.append(name)
+            continue
+        saved = (checkpoint.path / name).read_bytes()
+        if not target.is_file() or target.read_bytes() != saved:
+            write_atomic(target, saved)
+            changed.append(name)
+    return changed

@@ -56,6 +56,21 @@ def _prune(checkpoints: Path, newest: int) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _copy_files(files: Sequence[Path], into: Path) -> dict[str, str | None]:
+    """Copy each of ``files`` that exists into ``into``; name → sha256 of the copy, or ``None``."""
+    copies: dict[str, str | None] = {}
+    for path in files:
+        path = Path(path)
+        if path.name in (ARRAYS, STATE):
+            raise ValueError(f"a checkpoint cannot hold a file named {path.name}")
+        if not path.is_file():
+            copies[path.name] = None
+            continue
+        write_atomic(into / path.name, path.read_bytes())  # flushed to disk, as the arrays
+        copies[path.name] = sha256_of(into / path.name)
+    return copies
+
+
 def save_checkpoint(
     run_dir: Path | str,
     model: keras.Model,
@@ -64,6 +79,7 @@ def save_checkpoint(
     history: Mapping[str, Sequence[float]],
     callbacks: Iterable[keras.callbacks.Callback] = (),
     extra_optimizers: Sequence[keras.optimizers.Optimizer] = (),
+    files: Sequence[Path] = (),
 ) -> Path:
     """Write the checkpoint of ``epoch`` completed epochs atomically, then prune older ones.
 
@@ -74,6 +90,9 @@ def save_checkpoint(
         history: Logs of every completed epoch, one list per key.
         callbacks: Callbacks whose state to save; those without a registered adapter are skipped.
         extra_optimizers: Optimizers a user's step applies besides ``model.optimizer``.
+        files: Run files written this epoch before the checkpoint (``best.keras``): a copy of
+            each that exists goes into the checkpoint, so that the checkpoint is the epoch's one
+            commit point and a resume can put back the version of that epoch.
 
     Returns:
         The checkpoint's directory.
@@ -119,6 +138,7 @@ def save_checkpoint(
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_atomic(tmp / ARRAYS, buffer.getvalue())
+        copies = _copy_files(files, tmp)
         state = {
             "format": FORMAT_VERSION,
             "epoch": epoch,
@@ -132,6 +152,7 @@ def save_checkpoint(
             "keras_version": keras.__version__,
             # Hashed from the file as written, so it vouches for the bytes on disk.
             "arrays_sha256": sha256_of(tmp / ARRAYS),
+            "files": copies,
         }
         write_atomic(tmp / STATE, json.dumps(state, indent=1) + "\n")
         fsync_dir(tmp)
