@@ -100,13 +100,23 @@ def evaluate(
 
     Raises:
         DataError: The data is not what the run was trained on (nothing is written).
+        RunDirBusy: With ``write``, another process writes the run (nothing is written).
     """
+    run_dir = Path(run_dir)
+    if not write:
+        return _evaluate(run_dir, data=data, last=last, write=False)
+    rundir.require_completed(run_dir)  # first: no lock file in what is not a run
+    with rundir.lock(run_dir, advice="wait for it to end, then evaluate it"):
+        return _evaluate(run_dir, data=data, last=last, write=True)
+
+
+def _evaluate(run_dir: Path, *, data: str | None, last: bool, write: bool) -> dict[str, Any]:
+    """:func:`evaluate`, under the run directory's lock if it writes."""
     from trainways.data import make_dataset, pad
     from trainways.preflight import check_run_data, load_data
     from trainways.report import plot_confusion_matrix
     from trainways.summary import classification_summary
 
-    run_dir = Path(run_dir)
     model, model_path = load_model(run_dir, last=last)
     config = RunConfig.from_dict(rundir.read_config(run_dir))
     data_config = config.data

@@ -72,7 +72,9 @@ class Loop:
 
     Raises:
         ConfigError: A bad argument, an uncompiled model, or a multi-worker strategy.
-        RunDirError: ``out`` holds a completed run or is not writable.
+        RunDirError: ``out`` holds a completed run or is not writable;
+            :class:`trainways.rundir.RunDirBusy` when another process (or an unfinished Loop of
+            this one) writes it: the run holds ``out``'s lock until it ends.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Loop:
         self.model = model
         self._out = Path(out) if out is not None else None
         self._resume_from = None
+        self._lock: rundir.RunDirLock | None = None
         recorded = self._open_run_dir(seed) if self._out is not None else None
         config = RunConfig(
             train=TrainConfig(
@@ -171,6 +174,21 @@ class Loop:
 
     def _open_run_dir(self, seed: int | None) -> int | None:
         """Start or resume the run in ``out``; return the seed a resumed run recorded."""
+        out = self._out
+        # Held until the run ends: the script run twice into the same out is refused.
+        self._lock = rundir.lock(out, create=True, advice="wait for it, or pass another out")
+        try:
+            return self._start_or_resume(seed)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        """Let another process (or Loop) write ``out``: the run has ended here."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _start_or_resume(self, seed: int | None) -> int | None:
         out = self._out
         status = rundir.read_status(out) if out.is_dir() else None
         if status is None:
@@ -422,12 +440,14 @@ class Loop:
     def _stopped(self, stop: TrainingStopped) -> int:
         code = self._life.stopped(stop)
         self._life.end()
+        self._release()
         return code
 
     def _finish(self) -> None:
         life = self._life
         life.complete(self.model)
         life.end()
+        self._release()
         if self._out is not None:
             LOG.info("run saved in %s", self._out)
             configure_logging(None, quiet=True)
