@@ -110,13 +110,13 @@ def test_complete_writes_model_files_metrics_and_status_in_that_order(tmp_path, 
     life.start()
     life.callbacks()
     written: list[str] = []
-    real_write = rundir.write_json
+    real_write = rundir.format.write_atomic  # every run file is written through it
 
-    def spy(path, value):
+    def spy(path, text):
         written.append(Path(path).name)
-        real_write(path, value)
+        real_write(path, text)
 
-    monkeypatch.setattr(rundir, "write_json", spy)
+    monkeypatch.setattr(rundir.format, "write_atomic", spy)
     summary = {"epochs": 2, "final": {"loss": 0.5}}
     code = life.run(
         lambda: life.complete(_tiny_model(), summary=summary, files={"x.json": [1]}, device="cpu")

@@ -261,24 +261,27 @@ def start_comparison(
     if "loop" in methods:  # the one method a user's step runs in
         check_step_signatures(config, backends)
     config = preflight(config, devices=False).config
-    out, config = make_run_dir(config, out, name="compare", overwrite=overwrite)
-    return run_comparison(
-        out, config, methods, tutorial=tutorial, log=log, quiet=quiet, backends=backends
-    )
+    out, config, held = make_run_dir(config, out, name="compare", overwrite=overwrite)
+    with held:  # the comparison's own files; each child locks its own run directory
+        return run_comparison(
+            out, config, methods, tutorial=tutorial, log=log, quiet=quiet, backends=backends
+        )
 
 
 def resume_comparison(out: Path, *, log: Any, quiet: bool) -> int:
     """Continue the comparison in ``out`` with its saved settings (:func:`run_comparison`)."""
-    state = load_comparison_state(out)
-    return run_comparison(
-        out,
-        RunConfig.from_dict(state["config"]),
-        tuple(state["methods"]),
-        tutorial=bool(state["tutorial"]),
-        log=log,
-        quiet=quiet,
-        backends=tuple(state.get("backends") or ()),
-    )
+    load_comparison_state(out)  # first: no lock file in what is not a comparison
+    with rundir.lock(out, advice="wait for it to end (it may be resuming this comparison)"):
+        state = load_comparison_state(out)
+        return run_comparison(
+            out,
+            RunConfig.from_dict(state["config"]),
+            tuple(state["methods"]),
+            tutorial=bool(state["tutorial"]),
+            log=log,
+            quiet=quiet,
+            backends=tuple(state.get("backends") or ()),
+        )
 
 
 def load_comparison_state(out: Path) -> dict[str, Any]:

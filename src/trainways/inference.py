@@ -185,14 +185,25 @@ def evaluate(
             a ``trainways.Loop`` script, which records no data to evaluate on.
         SymlinkRefused: With ``write``, a file it writes is a symbolic link (nothing is
             written).
+        RunDirBusy: With ``write``, another process writes the run (nothing is written).
     """
+    run_dir = Path(run_dir)
+    rundir.require_completed(run_dir)  # first: no lock file in what is not a run
+    if not write:
+        return _evaluate(run_dir, data=data, last=last, write=False, trust_code=trust_code)
+    with rundir.lock(run_dir, advice="wait for it to end, then evaluate it"):
+        return _evaluate(run_dir, data=data, last=last, write=True, trust_code=trust_code)
+
+
+def _evaluate(
+    run_dir: Path, *, data: str | None, last: bool, write: bool, trust_code: bool
+) -> dict[str, Any]:
+    """:func:`evaluate`, under the run directory's lock if it writes."""
     from trainways.data import make_dataset, pad
     from trainways.preflight import check_run_data, load_data
     from trainways.report import plot_confusion_matrix
     from trainways.summary import classification_summary
 
-    run_dir = Path(run_dir)
-    rundir.require_completed(run_dir)
     _refuse_loop_run(run_dir)
     if write:
         # matplotlib follows a link: a confusion_matrix.png pointing elsewhere is refused first.

@@ -107,22 +107,37 @@ def one_line(error: BaseException) -> str:
 
 def make_run_dir(
     config: RunConfig, out: Path | str | None, *, name: str, overwrite: bool
-) -> tuple[Path, RunConfig]:
-    """A new run directory and the configuration recorded in it.
+) -> tuple[Path, RunConfig, rundir.RunDirLock]:
+    """A new run directory, locked, and the configuration recorded in it.
 
     Args:
         config: The run's configuration (after the pre-flight).
-        out: The directory (default ``runs/<local time>-<name>``).
+        out: The directory (default ``runs/<local time>-<name>``, with a suffix if a run started
+            in the same second has it: :func:`trainways.rundir.new_run_dir`).
         name: What the default directory's name ends with (the method, or ``compare``).
         overwrite: Reuse a non-empty ``out`` (:func:`trainways.rundir.prepare`).
 
     Returns:
-        The directory, and ``config`` with its MLflow store resolved beside it and recorded, so
-        that a resumed run and a comparison's children log to the same store.
+        The directory; ``config`` with its MLflow store resolved beside it and recorded, so
+        that a resumed run and a comparison's children log to the same store; and the
+        directory's lock (:func:`trainways.rundir.lock`), for the caller to hold while it writes.
+
+    Raises:
+        RunDirBusy: Another process writes ``out``; nothing was changed.
     """
-    out = Path(out or rundir.default_run_dir(name))
-    config = with_resolved_uri(config, out.parent)
-    return rundir.prepare(out, overwrite=overwrite), config
+    given = Path(out) if out else None
+    config = with_resolved_uri(
+        config, given.parent if given else rundir.default_run_dir(name).parent
+    )
+    out = given or rundir.new_run_dir(name)
+    # Locked before prepare: --overwrite must not remove what another process is writing.
+    held = rundir.lock(out, create=True, advice="wait for it, or pass another --out")
+    try:
+        rundir.prepare(out, overwrite=overwrite)
+    except BaseException:
+        held.release()
+        raise
+    return out, config, held
 
 
 class RunLife:

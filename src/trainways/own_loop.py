@@ -76,7 +76,9 @@ class Loop:
 
     Raises:
         ConfigError: A bad argument, an uncompiled model, or a multi-worker strategy.
-        RunDirError: ``out`` holds a completed run or is not writable.
+        RunDirError: ``out`` holds a completed run or is not writable;
+            :class:`trainways.rundir.RunDirBusy` when another process (or an unfinished Loop of
+            this one) writes it: the run holds ``out``'s lock until it ends.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class Loop:
         self.model = model
         self._out = Path(out) if out is not None else None
         self._resume_from = None
+        self._lock: rundir.RunDirLock | None = None
         recorded = self._open_run_dir(seed, epochs) if self._out is not None else None
         config = RunConfig(
             train=TrainConfig(
@@ -175,6 +178,21 @@ class Loop:
 
     def _open_run_dir(self, seed: int | None, epochs: int) -> int | None:
         """Start or resume the run in ``out``; return the seed a resumed run recorded."""
+        out = self._out
+        # Held until the run ends: the script run twice into the same out is refused.
+        self._lock = rundir.lock(out, create=True, advice="wait for it, or pass another out")
+        try:
+            return self._start_or_resume(seed, epochs)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        """Let another process (or Loop) write ``out``: the run has ended here."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _start_or_resume(self, seed: int | None, epochs: int) -> int | None:
         out = self._out
         status = rundir.read_status(out) if out.is_dir() else None
         if status is None:
@@ -301,9 +319,11 @@ class Loop:
             self._finish()
         except GeneratorExit:
             # The script left the loop: an error of its own (sys.excepthook, still watching,
-            # then says which) or a break, before the last epoch.
+            # then says which) or a break, before the last epoch. The run has ended here: the
+            # script may start it again (a resume) in this very process.
             self._record_failure(None)
             self._epoch = None
+            self._release()
             raise
         except SystemExit:
             self._unwatch_errors()
@@ -311,6 +331,7 @@ class Loop:
         except BaseException as error:
             self._record_failure(error)
             self._unwatch_errors()
+            self._release()
             raise
         finally:
             self._epoch = None
@@ -506,12 +527,14 @@ class Loop:
         self._unwatch_errors()
         code = self._life.stopped(stop)
         self._life.end()
+        self._release()
         return code
 
     def _finish(self) -> None:
         life = self._life
         life.complete(self.model)
         life.end()
+        self._release()
         if self._out is not None:
             LOG.info("run saved in %s", self._out)
             configure_logging(None, quiet=True)
@@ -543,7 +566,7 @@ def _killed_at_start(out: Path) -> bool:
     if not any(entry.name == rundir.CONFIG for entry in entries):
         return False
     if any(
-        entry.name != rundir.CONFIG
+        entry.name not in (rundir.CONFIG, rundir.LOCK)
         and not (entry.name.startswith(".") and entry.name.endswith(".tmp"))
         for entry in entries
     ):

@@ -5,7 +5,9 @@ happens here, in the order a reader meets it:
 
 1. :func:`train` / :func:`resume` run the pre-flight (:func:`trainways.preflight.preflight`:
    data, devices, the model built once) before any file exists; a non-chief worker of a cluster
-   trains into a scratch directory (:func:`_as_worker`).
+   trains into a scratch directory (:func:`_as_worker`). The chief then takes the run
+   directory's lock (:func:`trainways.rundir.lock`) and holds it until the run ends, before it
+   writes or removes anything there.
 2. :func:`_start` opens the run's life cycle (:class:`trainways.lifecycle.RunLife`: status,
    ``train.log``, the MLflow run, how a stop or an error is recorded).
 3. :func:`_train` builds the model and data (:func:`trainways.training.build_training`, the
@@ -68,9 +70,10 @@ def train(
     config = prepared.config
     if not prepared.backend.devices.is_chief(config.device):
         return _as_worker(prepared, quiet=quiet)
-    out, config = make_run_dir(config, out, name=config.train.method, overwrite=overwrite)
-    rundir.write_json(out / rundir.CONFIG, config.to_dict())
-    return _start(out, replace(prepared, config=config), quiet=quiet)
+    out, config, held = make_run_dir(config, out, name=config.train.method, overwrite=overwrite)
+    with held:  # the whole run: no other process writes out meanwhile
+        rundir.write_json(out / rundir.CONFIG, config.to_dict())
+        return _start(out, replace(prepared, config=config), quiet=quiet)
 
 
 def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bool = False) -> int:
@@ -87,7 +90,7 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
         ConfigError: A multi-worker run is resumed without this worker's place in the cluster.
     """
     options = options or {}
-    status = rundir.require_resumable(run_dir)
+    rundir.require_resumable(run_dir)  # before anything, the lock file included, is made in it
     config = apply_options(RunConfig.from_dict(rundir.read_config(run_dir)), options)
     if (
         config.device.strategy == "multiworker"
@@ -105,6 +108,16 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
         # writes only to its own scratch directory.
         latest = checkpoint.load_checkpoint(run_dir, warn=warn_stderr)
         return _as_worker(prepared, quiet=quiet, resume_from=latest)
+    # The whole run, from before its first write: a second --resume (or any other writer) is
+    # refused while this one trains.
+    with rundir.lock(run_dir, advice="wait for it to end (it may be resuming this run already)"):
+        return _resume_locked(run_dir, prepared, quiet=quiet)
+
+
+def _resume_locked(run_dir: Path, prepared: Prepared, *, quiet: bool) -> int:
+    """:func:`resume` of the chief, under the run directory's lock."""
+    # Read again under the lock: another process may have resumed or completed the run since.
+    status = rundir.require_resumable(run_dir)
     configure_logging(run_dir / rundir.LOG, quiet=quiet)
     latest = checkpoint.load_checkpoint(run_dir, warn=LOG.warning)
     _require_commit_point(run_dir, status, latest)

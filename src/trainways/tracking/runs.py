@@ -268,15 +268,23 @@ def upload(run_dir: Path, uri: str | None = None) -> tuple[str, str, int]:
         The tracking URI, the MLflow run id, and how many epochs were logged now.
 
     Raises:
-        RunDirError: ``run_dir`` is not a run, or is still running.
+        RunDirError: ``run_dir`` is not a run, or is still running (:class:`RunDirBusy` when
+            another process writes it).
         TrackingError: MLflow failed, or the run's tracking record is broken (one line).
     """
     run_dir = Path(run_dir)
-    status = rundir.read_status(run_dir)
-    if status is None:
+    if rundir.read_status(run_dir) is None:
         raise rundir.RunDirError(
             f"{run_dir} is not a trainways run (no {rundir.STATUS}): pass a run directory"
         )
+    # It writes mlflow.json: not while another process writes the run.
+    with rundir.lock(run_dir, advice="wait for it to end, then track it"):
+        return _upload(run_dir, uri)
+
+
+def _upload(run_dir: Path, uri: str | None) -> tuple[str, str, int]:
+    """:func:`upload`, under the run directory's lock."""
+    status = rundir.read_status(run_dir) or {}
     if status.get("state") == rundir.RUNNING:
         raise rundir.RunDirError(
             f"run {run_dir} is running (or its process was killed): wait for it to end, or "

@@ -1,43 +1,5 @@
-"""The run directory: what a training run leaves behind, and its truthful status.
-
-Layout::
-
-    config.json     the resolved configuration (seed included)
-    status.json     {"state": "running" | "completed" | "interrupted" | "failed", ...}
-    train.log       everything the run printed
-    history.csv     one row per finished epoch (numbered from 1), written as the run goes
-    metrics.json    final and best-epoch metrics, epoch times
-    model.keras     the model after the last epoch
-    best.keras      the model of the epoch with the best val_accuracy (Keras ModelCheckpoint)
-    encoder.json    word index, topic names and encoding options, for ``predict``
-    first_epoch.npz the weights after epoch 1, by variable path (for agreement reports)
-    evaluation.json what ``trainways evaluate`` measured
-    confusion_matrix.png / .svg   its confusion matrix
-    checkpoints/    the last two epoch-end checkpoints (format: :mod:`trainways.checkpoint`)
-    tensorboard/    TensorBoard logs, with ``--tensorboard``
-    mlflow.json     with ``--mlflow``: the tracking URI and the MLflow run this run logs to
-                    (``--resume`` continues that run)
-
-Beside the run directories (their parent), ``--mlflow`` without a URI keeps its SQLite store
-``mlflow.db`` and the runs' artifacts in ``mlartifacts/``.
-
-A comparison directory (``trainways compare``) holds one run directory per method, and::
-
-    compare.json    the comparison's settings and each child's peak memory (for ``--resume``)
-    configs/        each child run's configuration file, as ``train --config`` reads it
-    comparison.json the report's figures
-    report.md, report.html, plots/
-
-This module is the only one that knows these names. ``status.json`` is written first as
-"running" and rewritten last, so a directory is complete exactly when it says "completed"; every
-file here is written atomically (:func:`trainways.files.write_atomic`).
-
-Nothing outside the run directory, nothing deleted that trainways did not write: ``--overwrite``
-(:func:`prepare`) replaces only a run or a comparison, and removes only the names above (a
-symbolic link itself, never its target); a run file that is a symbolic link is refused before
-anything is written (:func:`refuse_links`). The readers check what they read, so that a damaged
-file is one line (:class:`RunDirError`), never a traceback.
-"""
+"""The run directory's files: their names, how each is written and read, what ``--overwrite``
+may remove (the layout is :mod:`trainways.rundir`'s docstring)."""
 
 from __future__ import annotations
 
@@ -69,6 +31,7 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 FIRST_EPOCH = "first_epoch.npz"
 TRACKING = "mlflow.json"
+LOCK = ".lock"
 # Beside the run directories: the default MLflow store and its artifacts.
 TRACKING_STORE = "mlflow.db"
 TRACKING_ARTIFACTS = "mlartifacts"
@@ -135,7 +98,8 @@ def read_json(path: Path) -> Any:
 
 
 def default_run_dir(method: str, root: Path = Path("runs")) -> Path:
-    """``runs/<local time and UTC offset>-<method>``, unique to the second."""
+    """``runs/<local time and UTC offset>-<method>``: the name of a run started now (runs started
+    in the same second share it: :func:`new_run_dir` makes each its own)."""
     return root / f"{datetime.now().astimezone().strftime('%Y%m%d-%H%M%S%z')}-{method}"
 
 
@@ -155,7 +119,7 @@ def prepare(path: Path, *, overwrite: bool) -> Path:
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--out {path} is a file: choose a directory path")
     doomed: list[Path] = []
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(entry.name != LOCK for entry in path.iterdir()):
         if not overwrite:
             raise RunDirError(
                 f"--out {path} exists and is not empty: choose another --out or pass --overwrite"
