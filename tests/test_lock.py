@@ -80,8 +80,10 @@ def _train_loop(loop: trainways.Loop, stop_after: int | None = None) -> None:
 
 @pytest.fixture
 def done(unbroken_run, corpus, tmp_path) -> Path:
-    """A copy of a small completed two-epoch run."""
-    return Path(shutil.copytree(unbroken_run(corpus, "fit", 2, "--max-len", "40"), tmp_path / "d"))
+    """A copy of a small completed two-epoch run (deterministic: a resume of it is compared with
+    it bit for bit)."""
+    reference = unbroken_run(corpus, "fit", 2, "--max-len", "40", "--deterministic")
+    return Path(shutil.copytree(reference, tmp_path / "d"))
 
 
 @pytest.fixture

@@ -282,6 +282,15 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(rows, corpus, unbr
     assert_same_run(run, reference)
 
 
+def test_a_run_killed_between_its_config_and_its_status_starts_over(corpus, unbroken_run, tmp_path):
+    reference = unbroken_run(corpus, "loop", EPOCHS, *SMALL)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(reference / rundir.CONFIG, run / rundir.CONFIG)  # and nothing else yet
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert_same_run(run, reference)
+
+
 def test_what_an_epoch_wrote_after_the_last_checkpoint_is_rolled_back(
     corpus, unbroken_run, tmp_path
 ):

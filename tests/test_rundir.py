@@ -106,11 +106,18 @@ def test_require_resumable_refuses_what_cannot_continue(tmp_path):
     with pytest.raises(RunDirError, match="not a trainways run"):
         rundir.require_resumable(tmp_path / "empty")
     without_status = _run(tmp_path / "no-status")
+    (without_status / rundir.HISTORY).write_text("epoch,loss\n1,0.5\n")  # more than a start
     with pytest.raises(RunDirError, match="not a trainways run"):
         rundir.require_resumable(without_status)
     done = _run(tmp_path / "done", rundir.COMPLETED)
     with pytest.raises(RunDirError, match="already completed; start a new one with --out"):
         rundir.require_resumable(done)
+
+
+def test_a_run_killed_before_its_first_status_is_resumable_from_the_start(tmp_path):
+    run = _run(tmp_path / "started")  # its config.json, nothing else yet
+    (run / rundir.LOCK).touch()
+    assert rundir.require_resumable(run) == {"state": rundir.RUNNING, "epochs_completed": 0}
 
 
 @pytest.mark.parametrize("state", [rundir.RUNNING, rundir.INTERRUPTED, rundir.FAILED])

@@ -34,7 +34,7 @@ import numpy as np
 from trainways import checkpoint, rundir, steps
 from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, TrainConfig
-from trainways.lifecycle import LOG, RunLife, configure_logging
+from trainways.lifecycle import LOG, RunLife, configure_logging, warn_stderr
 from trainways.stops import TrainingStopped
 from trainways.trainers.batch import WeightedMeans
 
@@ -222,7 +222,7 @@ class Loop:
                 f"Loop(out={str(out)!r}) resumes a run of {planned} epochs, not {epochs}: pass "
                 f"epochs={planned}, or a new out"
             )
-        self._resume_from = checkpoint.load_checkpoint(out, warn=self._warn)
+        self._resume_from = checkpoint.load_checkpoint(out, warn=warn_stderr)
         lost = checkpoint.lost_checkpoints(out, status, self._resume_from)
         if lost is not None:
             raise rundir.RunDirError(
@@ -230,10 +230,6 @@ class Loop:
                 f"{out / rundir.CHECKPOINTS}: pass a new out to start over"
             )
         return recorded
-
-    @staticmethod
-    def _warn(message: str) -> None:
-        print(f"trainways: warning: {message}", file=sys.stderr)
 
     def _setup_callbacks(self, epochs: int) -> None:
         out = self._out
@@ -560,16 +556,9 @@ def _command() -> str:
 
 
 def _killed_at_start(out: Path) -> bool:
-    """Whether ``out`` holds only what a Loop writes before its status (its ``config.json``, a
-    temporary file of it): a Loop killed at its start, started over."""
-    entries = list(out.iterdir()) if out.is_dir() else []
-    if not any(entry.name == rundir.CONFIG for entry in entries):
-        return False
-    if any(
-        entry.name not in (rundir.CONFIG, rundir.LOCK)
-        and not (entry.name.startswith(".") and entry.name.endswith(".tmp"))
-        for entry in entries
-    ):
+    """Whether ``out`` holds only what a Loop writes before its status
+    (:func:`trainways.rundir.killed_before_status`): a Loop killed at its start, started over."""
+    if not rundir.killed_before_status(out):
         return False
     try:
         return "loop" in rundir.read_config(out)

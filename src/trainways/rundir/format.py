@@ -244,11 +244,28 @@ def set_status(path: Path, state: str, **details: Any) -> None:
     )
 
 
+def killed_before_status(path: Path) -> bool:
+    """Whether ``path`` holds only what a run writes before its first ``status.json`` — its
+    ``config.json``, the lock, a temporary file —: a run killed at its very start."""
+    entries = list(Path(path).iterdir()) if Path(path).is_dir() else []
+    return any(entry.name == CONFIG for entry in entries) and all(
+        entry.name in (CONFIG, LOCK) or (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+        for entry in entries
+    )
+
+
 def require_resumable(path: Path) -> dict[str, Any]:
-    """The status of a run that ``--resume`` can continue, or a one-line error saying why not."""
+    """The status of a run that ``--resume`` can continue, or a one-line error saying why not.
+
+    A run killed after its ``config.json`` but before its first ``status.json``
+    (:func:`killed_before_status`) is ``running`` with no epoch done: it starts over."""
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"--resume {path}: no such directory; pass the --out of a training run")
+    if killed_before_status(path):
+        read_config(path)  # a run's configuration, or one line saying it is not
+        refuse_links(path)
+        return {"state": RUNNING, "epochs_completed": 0}
     if not (path / CONFIG).is_file() or not (path / STATUS).is_file():
         raise RunDirError(
             f"--resume {path}: not a trainways run (no {CONFIG} / {STATUS}); "
