@@ -5,11 +5,12 @@ SIGKILLs itself at a named moment; the next child resumes it (``train --resume``
 script run again) and kills itself at a later moment; the last resume runs to the end here, in
 this process. The run directory must then equal the unbroken run's: ``history.csv``, the final
 weights and ``best.keras``'s, bit for bit. One chain per method on TensorFlow and one for a
-``trainways.Loop`` script; one chain of the loop method on JAX and on PyTorch (one kill each:
-a child costs seconds). Each test run draws its moments: the first of a chain from the start-up
-and the whole of epoch 1 (commit window included), the next from what follows. The seed is
+``trainways.Loop`` script; on JAX and on PyTorch one chain each, of a method the seed draws
+(one kill each: a child costs seconds, so every method of those backends is covered across
+test runs). Each test run draws its moments: the first of a chain from the start-up and the
+whole of epoch 1 (commit window included), the next from what follows. The seed is
 ``$TRAINWAYS_KILL_SEED`` (default: the time) and is printed with the moments, so that a failure
-replays; ``benchmarks/kill_sweep.py`` kills at every moment.
+replays; ``benchmarks/kill_sweep.py`` kills every method at every moment.
 """
 
 from __future__ import annotations
@@ -93,9 +94,11 @@ def _chains(corpus, root: Path, seed: int) -> dict[str, dict]:
     }
     for backend, options in OTHER_BACKENDS.items():
         run = root / backend
+        method = rng.choice(("fit", "batch", "loop"))
         chains[backend] = {
             "run": run,
-            "first": _cli(corpus, run, "loop", options),
+            "method": method,
+            "first": _cli(corpus, run, method, options),
             "again": _resume(run),
             "moments": draw(rng, timeline(EPOCHS, best=True), 1),
             "env": {"KERAS_BACKEND": backend},
@@ -114,7 +117,8 @@ def chains(corpus, tmp_path_factory):
     chains = _chains(corpus, root, seed)
     print(f"\nkill-anywhere: TRAINWAYS_KILL_SEED={seed}")
     for name, chain in chains.items():
-        print(f"  {name}: killed at {', '.join(chain['moments'])}, then resumed to the end")
+        what = f"{name} {chain['method']}" if "method" in chain else name
+        print(f"  {what}: killed at {', '.join(chain['moments'])}, then resumed to the end")
     spawned = Children(root / "cache")
 
     def spawn(args, env, moment=""):
@@ -133,7 +137,9 @@ def chains(corpus, tmp_path_factory):
                 elif name in OTHER_BACKENDS:
                     # Resumed to the end by a child of its backend, which then trains the
                     # unbroken run (warm, in the same process).
-                    unbroken = _cli(corpus, root / f"{name}-unbroken", "loop", chain["options"])
+                    unbroken = _cli(
+                        corpus, root / f"{name}-unbroken", chain["method"], chain["options"]
+                    )
                     running[name] = (
                         spawn((*chain["again"], "++", *unbroken[1:]), chain["env"]),
                         None,
