@@ -23,12 +23,16 @@ The package, one job a module (each module's docstring states the quirks it repl
   :class:`ModelInputs` it returns, :func:`held_out_wires`.
 * :mod:`trainways.data.pipeline`: model input streams: :func:`epoch_order`, :class:`EpochClock`,
   :func:`steps_per_epoch`, :func:`make_dataset`, and :class:`NumpyBatches`, the same batches
-  without TensorFlow.
+  without TensorFlow; :func:`batchable` (nested arrays checked, one row a sample).
+* :mod:`trainways.data.sources`: every input ``keras.Model.fit`` accepts, prepared for the
+  three methods: :func:`prepare_inputs`, the :class:`Inputs` (and :class:`NumpyInputs`) it
+  returns, :func:`kind_of`, :class:`OrderedPyDataset`.
 
 Imports run one way: errors ← sgml ← cache ← keras_npz ← loading, and sgml ← identity ← reuters
-← loading, reuters ← inputs; pipeline needs only errors.
+← loading, reuters ← inputs; pipeline needs only errors; sources needs pipeline.
 Only NumPy is imported here; TensorFlow and Keras are imported lazily by the few functions that
-need them (:func:`make_dataset` and the Keras download).
+need them (:func:`make_dataset`, :class:`NumpyBatches`' nested batches and the Keras download),
+and :mod:`trainways.data.sources`, which imports Keras, only when one of its names is first used.
 """
 
 from __future__ import annotations
@@ -49,12 +53,26 @@ from trainways.data.loading import ENV_DATA, load_reuters
 from trainways.data.pipeline import (
     EpochClock,
     NumpyBatches,
+    batchable,
     epoch_order,
     make_dataset,
     steps_per_epoch,
 )
 from trainways.data.reuters import INDEX_FROM, OOV_ID, PAD_ID, START_ID, Reuters, describe
 from trainways.data.sgml import FILTERS, MIN_WIRES_PER_TOPIC, Corpus, build_from_sgml, tokenize
+
+# Imported on first use (PEP 562): trainways.data.sources imports Keras, and loading data must
+# need neither Keras nor TensorFlow.
+_SOURCES = ("Inputs", "NumpyInputs", "OrderedPyDataset", "kind_of", "prepare_inputs")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SOURCES:
+        from trainways.data import sources
+
+        return getattr(sources, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BUILDER_VERSION",
@@ -74,9 +92,13 @@ __all__ = [
     "DataError",
     "EpochClock",
     "Fingerprint",
+    "Inputs",
     "ModelInputs",
     "NumpyBatches",
+    "NumpyInputs",
+    "OrderedPyDataset",
     "Reuters",
+    "batchable",
     "build_from_sgml",
     "check_identity",
     "check_same_data",
@@ -85,10 +107,12 @@ __all__ = [
     "epoch_order",
     "fingerprint_of",
     "held_out_wires",
+    "kind_of",
     "load_reuters",
     "make_dataset",
     "model_inputs",
     "pad",
+    "prepare_inputs",
     "steps_per_epoch",
     "tokenize",
 ]

@@ -5,13 +5,19 @@ The only module of :mod:`trainways.data` that imports TensorFlow directly (the K
 gets it through Keras), and only lazily inside :func:`make_dataset`: loading and padding data
 must not need it. :class:`NumpyBatches` gives exactly :func:`make_dataset`'s batches without
 TensorFlow, for the JAX and PyTorch backends' hand-driven steps.
+
+Both take what ``keras.Model.fit`` takes as arrays: ``x`` and ``y`` any nested structure (dicts,
+lists, tuples) of arrays with one first dimension, ``y=None`` for unsupervised data, and an
+optional ``sample_weight``. A batch is always a tuple in ``fit``'s order: ``(x,)``, ``(x, y)``
+or ``(x, y, sample_weight)``, lists in the structures made tuples (``tf.data`` would stack a
+list into one tensor). Keras is imported lazily, for its ``keras.tree``.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +25,8 @@ from trainways.data.errors import DataError
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+_PARTS = ("x", "y", "sample_weight")
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -68,125 +76,247 @@ def steps_per_epoch(n: int, batch_size: int, *, drop_remainder: bool = False) ->
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
-class NumpyBatches:
-    """:func:`make_dataset`'s batches, made with NumPy alone: the same arguments, the same
-    batches in the same order (each epoch's order from :func:`epoch_order`).
+def batchable(x: Any, y: Any = None, sample_weight: Any = None) -> tuple[tuple[Any, ...], int]:
+    """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` as NumPy arrays, and their row count.
 
-    Iterating gives ``(x, y)`` NumPy batches: one ordered pass without ``shuffle``; with it, one
-    epoch per pass when given a ``clock``, else an endless stream of epochs from ``first_epoch``
-    on (consumers take :func:`steps_per_epoch` per epoch).
+    Args:
+        x: An array or a nested structure (dict, list, tuple) of arrays: NumPy arrays, or
+            backend tensors (converted with ``np.asarray``).
+        y: The same, or ``None`` (unsupervised).
+        sample_weight: The same, or ``None``; needs ``y``.
+
+    Returns:
+        The tuple of structures (lists made tuples) and the rows every array has.
+
+    Raises:
+        DataError: ``sample_weight`` without ``y``, a scalar, or arrays whose row counts differ
+            (the message names each array's path and count).
+    """
+    from keras import tree
+
+    if sample_weight is not None and y is None:
+        raise DataError("sample_weight weighs the loss against y: pass y too, or no sample_weight")
+    parts = tuple(part for part in (x, y, sample_weight) if part is not None)
+    parts = tree.lists_to_tuples(tree.map_structure(_to_numpy, parts))
+    rows: dict[str, int] = {}
+    for path, leaf in tree.flatten_with_path(parts):
+        name = _PARTS[path[0]] + "".join(f"[{key!r}]" for key in path[1:])
+        if leaf.ndim == 0:
+            raise DataError(f"{name} is a scalar ({leaf!r}): pass an array with one row a sample")
+        rows[name] = len(leaf)
+    if not rows:
+        raise DataError(f"x holds no arrays ({x!r}): pass at least one array")
+    if len(set(rows.values())) > 1:
+        counts = ", ".join(f"{name} has {count}" for name, count in rows.items())
+        raise DataError(f"row counts differ ({counts}): give every array one row a sample")
+    return parts, next(iter(rows.values()))
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    # A PyTorch tensor may live on a GPU; np.asarray reads only host memory.
+    return np.asarray(array.cpu() if type(array).__module__.startswith("torch") else array)
+
+
+class _Plan:
+    """Which samples each epoch visits, and in how many batches.
+
+    Without ``steps`` an epoch is a pass over every sample, shuffled by :func:`epoch_order` or
+    in order. With ``steps`` an epoch is at most ``steps`` batches of a pass, as ``Model.fit``
+    counts them: it takes the next ``steps`` batches of the current pass, the last epoch of a
+    pass takes what is left (Keras warns that the input ran out), and the next epoch opens the
+    next pass. Pass ``p`` is in the order :func:`epoch_order` gives epoch ``p``.
     """
 
     def __init__(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        n: int,
+        batch_size: int,
         *,
+        shuffle: bool,
+        seed: int | None,
+        steps: int | None = None,
+        drop_remainder: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        if steps is not None and steps < 1:
+            raise DataError(f"steps_per_epoch must be >= 1 or None, got {steps}")
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_remainder = drop_remainder
+        self.pass_steps = steps_per_epoch(n, batch_size, drop_remainder=drop_remainder)
+        self.steps = self.pass_steps if steps is None else min(steps, self.pass_steps)
+        self.epochs_per_pass = -(-self.pass_steps // self.steps) if self.steps else 1
+
+    def cardinality(self) -> int:
+        """Batches in every epoch; ``-2`` (``tf.data``'s unknown) when epochs differ."""
+        if self.epochs_per_pass == 1 or self.pass_steps % self.steps == 0:
+            return self.steps
+        return -2
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """The samples epoch ``epoch`` visits, in order (int64)."""
+        pass_, part = divmod(epoch, self.epochs_per_pass)
+        if self.shuffle:
+            order = epoch_order(self.n, self.seed, pass_)
+        else:
+            order = np.arange(self.n, dtype=np.int64)
+        if self.epochs_per_pass == 1:
+            return order
+        span = self.steps * self.batch_size
+        return order[part * span : (part + 1) * span]
+
+    def batches(self, samples: int) -> int:
+        """Batches in a pass over ``samples`` samples."""
+        return steps_per_epoch(samples, self.batch_size, drop_remainder=self.drop_remainder)
+
+
+def _take(parts: tuple[Any, ...], rows: Any) -> tuple[Any, ...]:
+    """The batch of ``rows`` (a slice or indices) of every array in ``parts``."""
+    if all(isinstance(part, np.ndarray) for part in parts):  # flat: spare the tree walk
+        return tuple(part[rows] for part in parts)
+    from keras import tree
+
+    return tree.map_structure(lambda part: part[rows], parts)
+
+
+class NumpyBatches:
+    """:func:`make_dataset`'s batches, made with NumPy alone: the same arguments, the same
+    batches in the same order (each epoch's order from :func:`epoch_order`).
+
+    Iterating gives tuples of NumPy batches (``(x, y)``; ``(x,)`` without ``y``;
+    ``(x, y, sample_weight)`` with weights): with a ``clock``, one epoch per pass, the clock's;
+    else one ordered pass without ``shuffle``, and with it an endless stream of epochs from
+    ``first_epoch`` on (consumers take :func:`steps_per_epoch` per epoch).
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        sample_weight: Any = None,
         batch_size: int,
         shuffle: bool,
         seed: int | None = None,
         first_epoch: int = 0,
         clock: EpochClock | None = None,
         drop_remainder: bool = False,
+        steps_per_epoch: int | None = None,
     ) -> None:
-        _check_batching(x, y, batch_size)
+        self._parts, n = batchable(x, y, sample_weight)
         if shuffle and (seed is None or seed < 0):
             raise DataError(f"seed must be >= 0 for a shuffled stream, got {seed}")
-        self._x, self._y = np.asarray(x), np.asarray(y)
-        self._batch_size = batch_size
-        self._shuffle = shuffle
-        self._seed = seed
+        self._plan = _Plan(
+            n,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            steps=steps_per_epoch if clock is not None else None,
+            drop_remainder=drop_remainder,
+        )
         self._first_epoch = first_epoch
-        self._clock = clock if shuffle else None
-        self._steps = steps_per_epoch(len(self._x), batch_size, drop_remainder=drop_remainder)
+        self._clock = clock
 
     def cardinality(self) -> int:
-        """Batches per pass; ``-1`` (``tf.data``'s infinite) for the endless shuffled stream."""
-        return -1 if self._shuffle and self._clock is None else self._steps
+        """Batches per pass: ``-1`` (``tf.data``'s infinite) for the endless shuffled stream,
+        ``-2`` (unknown) for a clock whose epochs differ in length."""
+        if self._clock is not None:
+            return self._plan.cardinality()
+        return -1 if self._plan.shuffle else self._plan.pass_steps
 
-    def _pass(self, order: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        size = self._batch_size
-        for start in range(0, self._steps * size, size):
+    def _pass(self, order: np.ndarray | None) -> Iterator[tuple[Any, ...]]:
+        size = self._plan.batch_size
+        batches = self._plan.batches(self._plan.n if order is None else len(order))
+        for start in range(0, batches * size, size):
             if order is None:
-                yield self._x[start : start + size], self._y[start : start + size]
+                yield _take(self._parts, slice(start, start + size))
             else:
                 # One gather per batch, as the tf.data pipeline does.
-                indices = order[start : start + size]
-                yield self._x[indices], self._y[indices]
+                yield _take(self._parts, order[start : start + size])
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if not self._shuffle:
-            yield from self._pass(None)
-            return
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        plan = self._plan
         if self._clock is not None:
-            yield from self._pass(self._clock.order(len(self._x), self._seed))
-            return
-        for epoch in itertools.count(self._first_epoch):
-            yield from self._pass(epoch_order(len(self._x), self._seed, epoch))
-
-
-def _check_batching(x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
-    if batch_size < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    if len(x) != len(y):
-        raise DataError(f"x has {len(x)} rows but y has {len(y)}: pass matching arrays")
+            yield from self._pass(plan.indices(self._clock.epoch))
+        elif not plan.shuffle:
+            yield from self._pass(None)
+        else:
+            for epoch in itertools.count(self._first_epoch):
+                yield from self._pass(epoch_order(plan.n, plan.seed, epoch))
 
 
 def make_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
+    x: Any,
+    y: Any = None,
     *,
+    sample_weight: Any = None,
     batch_size: int,
     shuffle: bool,
     seed: int | None = None,
     first_epoch: int = 0,
     clock: EpochClock | None = None,
     drop_remainder: bool = False,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
-    """A ``tf.data`` pipeline of ``(x, y)`` batches.
+    """A ``tf.data`` pipeline of ``(x, y)`` batches (``(x,)`` without ``y``,
+    ``(x, y, sample_weight)`` with weights).
 
-    Without ``shuffle`` (validation data): one pass in order per iteration, cached.
+    Without ``shuffle`` or ``clock`` (validation data): one pass in order per iteration, cached.
 
-    With ``shuffle`` (training data) and a ``clock``: one epoch per pass, the clock's, in the order
-    :func:`epoch_order` gives (set the clock's epoch before opening each pass). Without a clock:
-    an endless stream of epochs, epoch ``first_epoch`` first; consumers take
-    :func:`steps_per_epoch` batches per epoch. The tutorial's
-    ``shuffle().batch().prefetch().cache()`` replayed its first epoch's order forever, and even a
-    correct ``reshuffle_each_iteration`` shuffle ties each epoch's order to how many passes the
-    consumer has opened, which differs between ``fit`` and a hand-written loop and breaks resuming.
+    With a ``clock`` (training data): one epoch per pass, the clock's, in the order
+    :func:`epoch_order` gives (set the clock's epoch before opening each pass; without
+    ``shuffle``, in order). With ``shuffle`` and no clock: an endless stream of epochs, epoch
+    ``first_epoch`` first; consumers take :func:`steps_per_epoch` batches per epoch. The
+    tutorial's ``shuffle().batch().prefetch().cache()`` replayed its first epoch's order
+    forever, and even a correct ``reshuffle_each_iteration`` shuffle ties each epoch's order to
+    how many passes the consumer has opened, which differs between ``fit`` and a hand-written
+    loop and breaks resuming.
 
     Args:
-        x: Padded int32 inputs, shape ``(n, max_len)``.
-        y: int32/int64 labels, shape ``(n,)``.
+        x: Inputs: an array (padded int32 ids, shape ``(n, max_len)``) or a nested structure
+            of arrays with ``n`` rows each.
+        y: Targets (int32/int64 labels, shape ``(n,)``), any such structure, or ``None``.
+        sample_weight: Per-sample weights (an array, or a structure matching ``y``), or ``None``.
         batch_size: Batch size.
-        shuffle: Training stream (shuffled per epoch) or a single ordered pass.
-        seed: Shuffle seed (non-negative); ``None`` draws one.
+        shuffle: Shuffle each epoch (training data), or keep the order.
+        seed: Shuffle seed (non-negative); ``None`` draws one from NumPy's global generator, so
+            a script seeded with ``keras.utils.set_random_seed`` repeats.
         first_epoch: Epoch the stream starts at (a resumed run starts where it stopped).
         clock: Makes the training data one epoch per pass, the clock's.
-        drop_remainder: Drop the last partial batch of each epoch.
+        drop_remainder: Drop the last partial batch of each pass.
+        steps_per_epoch: With a ``clock``: at most this many batches an epoch, a pass split
+            over epochs as ``Model.fit`` splits it (``None``: a whole pass).
 
     Returns:
         The dataset.
     """
     import tensorflow as tf  # lazy: loading data must not need TensorFlow
+    from keras import tree
 
-    _check_batching(x, y, batch_size)
-    if not shuffle:
-        ordered = tf.data.Dataset.from_tensor_slices((x, y))
+    parts, n = batchable(x, y, sample_weight)
+    if shuffle and seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
+    if shuffle and seed < 0:
+        raise DataError(f"seed must be >= 0, got {seed}")
+    plan = _Plan(
+        n,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        steps=steps_per_epoch if clock is not None else None,
+        drop_remainder=drop_remainder,
+    )
+    if clock is None and not shuffle:
+        ordered = tf.data.Dataset.from_tensor_slices(parts)
         return (
             ordered.batch(batch_size, drop_remainder=drop_remainder)
             .cache()
             .prefetch(tf.data.AUTOTUNE)
         )
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % 2**31)
-    if seed < 0:
-        raise DataError(f"seed must be >= 0, got {seed}")
-    n = len(x)
-    features, labels = tf.constant(x), tf.constant(y)
+    tensors = tree.map_structure(tf.constant, parts)
 
     def batches(indices: tf.Tensor) -> tf.data.Dataset:
-        indices = tf.ensure_shape(indices, [n])
+        indices = tf.ensure_shape(indices, [n if plan.epochs_per_pass == 1 else None])
         return tf.data.Dataset.from_tensor_slices(indices).batch(
             batch_size, drop_remainder=drop_remainder
         )
@@ -194,10 +324,10 @@ def make_dataset(
     if clock is not None:
         # The epoch is read when a pass starts: stateful, so tf.data never reuses an old order.
         def order(_: tf.Tensor) -> tf.data.Dataset:
-            return batches(tf.numpy_function(lambda: clock.order(n, seed), [], tf.int64))
+            return batches(tf.numpy_function(lambda: plan.indices(clock.epoch), [], tf.int64))
 
         epochs = tf.data.Dataset.from_tensors(0).flat_map(order)
-        cardinality = steps_per_epoch(n, batch_size, drop_remainder=drop_remainder)
+        cardinality = plan.cardinality()
     else:
 
         def order(epoch: tf.Tensor) -> tf.data.Dataset:
@@ -209,6 +339,7 @@ def make_dataset(
         # instead of training forever on its "first epoch".
         cardinality = tf.data.INFINITE_CARDINALITY
     # Batches of indices, then one gather per batch: cheaper than slicing sample by sample.
-    stream = epochs.map(lambda idx: (tf.gather(features, idx), tf.gather(labels, idx)))
-    stream = stream.apply(tf.data.experimental.assert_cardinality(cardinality))
+    stream = epochs.map(lambda idx: tree.map_structure(lambda t: tf.gather(t, idx), tensors))
+    if cardinality != tf.data.UNKNOWN_CARDINALITY:
+        stream = stream.apply(tf.data.experimental.assert_cardinality(cardinality))
     return stream.prefetch(tf.data.AUTOTUNE)
