@@ -727,6 +727,88 @@ def test_a_clocked_training_dataset_is_one_epoch_per_pass_the_clocks(make) -> No
     np.testing.assert_array_equal(one_pass(), data.epoch_order(30, 3, 7))
 
 
+@pytest.mark.parametrize("clock", [None, 2])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_numpy_batches_are_make_datasets_batches_for_nested_weighted_inputs(shuffle, clock):
+    pytest.importorskip("tensorflow")
+    from keras import tree
+
+    n = 27
+    x = {"ids": np.arange(4 * n, dtype=np.int32).reshape(n, 4), "extra": [np.ones((n, 2))]}
+    y = (np.arange(n, dtype=np.int64), np.linspace(0, 1, n, dtype=np.float32))
+    weights = (np.full(n, 2.0, np.float32), np.linspace(1, 2, n, dtype=np.float32))
+    options = {"sample_weight": weights, "batch_size": 6, "shuffle": shuffle, "seed": 3}
+    if clock is not None:
+        options.update(clock=data.EpochClock(clock), steps_per_epoch=3)
+    count = 9 if shuffle and clock is None else None  # two epochs of the stream and one batch
+    theirs = list(itertools.islice(data.make_dataset(x, y, **options).as_numpy_iterator(), count))
+    ours = list(itertools.islice(data.NumpyBatches(x, y, **options), count))
+    assert len(ours) == len(theirs) == (count or (3 if clock is not None else 5))
+    for mine, batch in zip(ours, theirs, strict=True):
+        assert isinstance(mine, tuple) and len(mine) == 3
+        tree.assert_same_structure(mine, batch)
+        for a, b in zip(tree.flatten(mine), tree.flatten(batch), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    # Rows stay together across the structure: label i comes with ids row i.
+    first = ours[0]
+    np.testing.assert_array_equal(first[0]["ids"][:, 0], first[1][0] * 4)
+
+
+def test_unsupervised_batches_are_one_tuples_in_both_pipelines() -> None:
+    pytest.importorskip("tensorflow")
+    x = np.arange(10, dtype=np.int32).reshape(5, 2)
+    ours = list(data.NumpyBatches(x, batch_size=2, shuffle=False))
+    theirs = list(data.make_dataset(x, batch_size=2, shuffle=False).as_numpy_iterator())
+    assert [len(b) for b in ours] == [len(b) for b in theirs] == [1, 1, 1]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in ours]), x)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "weights", "needle"),
+    [
+        (np.ones((4, 2)), np.ones(3), None, r"row counts differ \(x has 4, y has 3\)"),
+        ({"a": np.ones(4), "b": [np.ones(5)]}, np.ones(4), None, r"x\['b'\]\[0\] has 5"),
+        (np.ones(4), {"o": np.ones(4)}, {"o": np.ones(2)}, r"sample_weight\['o'\] has 2"),
+        (np.ones(4), None, np.ones(4), "pass y too"),
+        (np.ones(4), 3, None, "y is a scalar"),
+    ],
+)
+def test_structures_that_do_not_batch_are_one_line_errors(x, y, weights, needle) -> None:
+    with pytest.raises(DataError, match=needle) as error:
+        data.NumpyBatches(x, y, sample_weight=weights, batch_size=2, shuffle=False)
+    assert "\n" not in str(error.value)
+
+
+def test_a_clock_cuts_passes_into_epochs_of_steps_per_epoch() -> None:
+    x, y = np.zeros((10, 1), np.int32), np.arange(10)
+    clock = data.EpochClock()
+    options = {"batch_size": 3, "shuffle": True, "seed": 1, "clock": clock}
+    batches = data.NumpyBatches(x, y, **options, steps_per_epoch=2)
+    assert batches.cardinality() == 2  # 4 batches a pass, 2 an epoch
+    epochs = []
+    for epoch in range(4):
+        clock.set_epoch(epoch)
+        epochs.append([b[1] for b in batches])
+    assert [[len(b) for b in e] for e in epochs] == [[3, 3], [3, 1], [3, 3], [3, 1]]
+    np.testing.assert_array_equal(np.concatenate(epochs[0] + epochs[1]), data.epoch_order(10, 1, 0))
+    np.testing.assert_array_equal(np.concatenate(epochs[2] + epochs[3]), data.epoch_order(10, 1, 1))
+    # Three batches an epoch leave one for the second: epochs differ, the count is unknown.
+    assert data.NumpyBatches(x, y, **options, steps_per_epoch=3).cardinality() == -2
+
+
+def test_make_dataset_draws_its_seed_from_numpys_global_generator() -> None:
+    pytest.importorskip("tensorflow")
+    x, y = np.zeros((12, 1), np.int32), np.arange(12)
+
+    def first_epoch() -> list[int]:
+        np.random.seed(5)  # what keras.utils.set_random_seed(5) does to NumPy
+        stream = iter(data.make_dataset(x, y, batch_size=4, shuffle=True))
+        return np.concatenate([next(stream)[1].numpy() for _ in range(3)]).tolist()
+
+    assert first_epoch() == first_epoch()
+
+
 def test_keras_label_names_constant_matches_keras() -> None:
     keras = pytest.importorskip("keras")
     assert tuple(keras.datasets.reuters.get_label_names()) == data.KERAS_LABEL_NAMES
