@@ -49,21 +49,180 @@ def _model():
     )
 
 
+def _regression(n: int = 96):
+    rng = np.random.default_rng(1)
+    x = rng.random((n, 8)).astype("float32")
+    y = (x @ rng.random((8, 1)) + 0.5).astype("float32")
+    return x, y
+
+
+def _dense(outputs: int = 1, activation: str | None = None, compile_kwargs=None):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, "relu"), keras.layers.Dense(outputs, activation)]
+    )
+    if compile_kwargs is not None:
+        model.compile(**compile_kwargs)
+    return model
+
+
+def _same(a, b):
+    """Histories and weights equal to float32 rounding (the methods' programs differ in how
+    steps are grouped, not in what they compute)."""
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=2e-5, atol=1e-6, err_msg=key)
+
+
+def _keras_fit(build, x, y, **kwargs):
+    model = build()
+    history = model.fit(x, y, shuffle=False, verbose=0, **kwargs)
+    return model, history.history
+
+
 @pytest.mark.parametrize("method", ["fit", "batch", "loop"])
-def test_train_on_a_dataset_with_string_loss_and_metrics(method):
+def test_the_users_compile_is_kept_loss_metrics_and_optimizer(method):
+    x, y = _regression()
+
+    def build():
+        return _dense(compile_kwargs={"loss": "mse", "optimizer": "sgd", "metrics": ["mae"]})
+
+    reference, expected = _keras_fit(build, x, y, epochs=2, batch_size=16)
+    model = build()
+    history = trainways.fit(
+        model, x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, method=method
+    )
+    assert type(model.optimizer).__name__ == "SGD"
+    assert list(history.history) == ["loss", "mae"]
+    assert history.history["loss"][0] > 0.01  # the user's MSE, not a cross-entropy of floats
+    _same(history.history, expected)
+    for mine, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_metric_strings_resolve_as_compile_resolves_them(method):
+    x, labels = toy_problem(96)
+    one_hot = keras.utils.to_categorical(labels, 6)
+
+    def build():
+        model = _model()
+        model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        return model
+
+    _, expected = _keras_fit(build, x, one_hot, epochs=2, batch_size=32)
+    history = trainways.fit(
+        build(), x, one_hot, epochs=2, batch_size=32, shuffle=False, verbose=0, method=method
+    )
+    assert list(history.history) == ["accuracy", "loss"]
+    assert history.history["accuracy"][-1] > 0.2  # Keras's categorical accuracy, not exact match
+    _same(history.history, expected)
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_callbacks_monitor_metrics_by_the_names_compile_gives(method):
+    x, y = _regression()
+    model = _dense(compile_kwargs={"loss": "mse", "optimizer": "adam", "metrics": ["mae"]})
+    stop = keras.callbacks.EarlyStopping(monitor="val_mae", patience=0, min_delta=10.0)
+    history = trainways.fit(
+        model, x, y, epochs=5, validation_split=0.25, callbacks=[stop], verbose=0, method=method
+    )
+    assert "val_mae" in history.history
+    assert len(history.history["loss"]) == 2  # no improvement of 10: stopped after patience 0
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_counting_metrics_report_keras_own_result_after_the_epoch(method):
+    x, y = _regression(100)
+    labels = (y > np.median(y)).astype("float32")
+
+    def build():
+        return _dense(
+            activation="sigmoid",
+            compile_kwargs={
+                "loss": "binary_crossentropy",
+                "optimizer": "adam",
+                "metrics": [
+                    keras.metrics.TrueNegatives(name="tn"),
+                    keras.metrics.Precision(name="precision"),
+                ],
+            },
+        )
+
+    _, expected = _keras_fit(build, x, labels, epochs=2, batch_size=16)
+    history = trainways.fit(
+        build(), x, labels, epochs=2, batch_size=16, shuffle=False, verbose=0, method=method
+    )
+    assert history.history["tn"][0] > 16  # a count over the epoch, not a mean per batch
+    _same(history.history, expected)
+
+
+def test_a_script_seeded_the_keras_way_repeats_itself_with_shuffling():
+    x, y = toy_problem(96)
+
+    def run():
+        keras.utils.set_random_seed(7)
+        model = _model()
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        return trainways.fit(model, x, y, epochs=2, batch_size=16, verbose=0).history
+
+    assert run() == run()
+
+
+def test_sample_weights_and_class_weights_weigh_as_in_fit():
+    x, y = toy_problem(96)
+    weights = np.linspace(0.1, 2.0, len(y)).astype("float32")
+
+    def build():
+        model = _model()
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        return model
+
+    for kwargs in ({"sample_weight": weights}, {"class_weight": {0: 3.0, 1: 0.5}}):
+        _, expected = _keras_fit(build, x, y, epochs=1, batch_size=32, **kwargs)
+        for method in ("fit", "batch", "loop"):
+            history = trainways.fit(
+                build(),
+                x,
+                y,
+                epochs=1,
+                batch_size=32,
+                shuffle=False,
+                verbose=0,
+                method=method,
+                **kwargs,
+            )
+            _same(history.history, expected)
+
+
+def test_an_uncompiled_model_is_compiled_with_the_documented_defaults():
+    x, y = toy_problem()
+    model = _model()
+    history = trainways.fit(model, x, y, epochs=2, verbose=0)
+    assert type(model.optimizer).__name__ == "Adam"
+    assert type(model.loss).__name__ == "SparseCategoricalCrossentropy"
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_train_on_a_dataset_with_validation_and_callbacks(method):
     x, y = toy_problem()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(50)
-    spy = Spy()
-    history = trainways.train(
-        _model(),
-        dataset,
-        method=method,
-        epochs=3,
+    model = _model()
+    model.compile(
         optimizer="adam",
         loss="sparse_categorical_crossentropy",
         metrics=["sparse_categorical_accuracy"],
+    )
+    spy = Spy()
+    history = trainways.fit(
+        model,
+        dataset,
+        epochs=3,
         validation_data=dataset,
         callbacks=[spy],
+        verbose=0,
+        method=method,
     )
     assert set(history.history) == {
         "loss",
@@ -75,29 +234,6 @@ def test_train_on_a_dataset_with_string_loss_and_metrics(method):
     assert spy.calls[0] == ("on_train_begin", None)
 
 
-def test_per_sample_loss_function_is_averaged_like_compile():
-    x, y = toy_problem()
-    fit = trainways.train(
-        _model(),
-        x,
-        y,
-        method="fit",
-        epochs=1,
-        shuffle=False,
-        loss=keras.losses.sparse_categorical_crossentropy,
-    )
-    loop = trainways.train(
-        _model(),
-        x,
-        y,
-        method="loop",
-        epochs=1,
-        shuffle=False,
-        loss=keras.losses.sparse_categorical_crossentropy,
-    )
-    assert loop.history["loss"][0] == pytest.approx(fit.history["loss"][0], rel=1e-5)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -106,31 +242,37 @@ def test_per_sample_loss_function_is_averaged_like_compile():
         ({"batch_size": -1}, "batch_size must be positive, got -1"),
         ({"epochz": 3}, "unknown option.s. epochz for TrainConfig"),
         ({"precision": "mixed_bfloat16"}, "precision applies to models trainways builds"),
-        ({"y": None}, "x: NumPy input needs both x and y"),
-        ({"y": np.zeros(3)}, "x has 200 samples but y has 3"),
         ({"backend": "jax"}, "backend jax: Keras already runs on tensorflow in this process"),
-        ({"dense_gradients": True, "optimizer": "adam"}, "dense_gradients chooses a Nadam"),
+        (
+            {"learning_rate": 0.1, "compiled": True},
+            "learning_rate=0.1 conflicts with the model's compile",
+        ),
+        ({"jit_compile": True, "compiled": True}, "jit_compile=True conflicts"),
     ],
 )
 def test_bad_arguments_are_config_errors(kwargs, message):
     x, y = toy_problem()
+    model = _model()
+    if kwargs.pop("compiled", False):
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
     arguments = {"y": y, **kwargs}
     with pytest.raises(ConfigError, match=message):
-        trainways.train(_model(), x, **arguments)
+        trainways.fit(model, x, verbose=0, **arguments)
 
 
 def test_the_clis_training_options_act_in_the_library_too():
-    from trainways.config import TrainConfig
-
     x, y = toy_problem()  # 200 samples: 4 steps of 50
     spy = Spy()
     model = _model()
-    history = trainways.train(
+    history = trainways.fit(
         model,
         x,
         y,
-        config=TrainConfig(method="loop", epochs=3, batch_size=50, seed=1),
-        optimizer="nadam",
+        method="loop",
+        epochs=3,
+        batch_size=50,
+        seed=1,
+        verbose=0,
         learning_rate=0.01,
         lr_halve_at=2,
         steps_per_execution=2,

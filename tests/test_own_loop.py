@@ -104,10 +104,10 @@ def _own(model, **options):
 
 def test_callbacks_run_in_fits_order_with_fits_indices():
     fit_spy, loop_spy = Spy(), Spy()
-    trainways.train(
-        _model(), X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
-        loss=LOSS, metrics=[_accuracy()], callbacks=[fit_spy], optimizer="nadam",
-        steps_per_execution=1,  # a Loop's user calls the hooks once per batch
+    (built := _model()).compile(loss=LOSS, metrics=[_accuracy()], optimizer="nadam")
+    trainways.fit(
+        built, X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
+        callbacks=[fit_spy], verbose=0,
     )  # fmt: skip
     _tape_loop(model := _model(), _own(model, metrics=[_accuracy()], callbacks=[loop_spy]))
     assert loop_spy.calls == fit_spy.calls
@@ -116,9 +116,10 @@ def test_callbacks_run_in_fits_order_with_fits_indices():
 
 def test_the_tutorial_gradient_tape_loop_equals_the_built_in_loop_method():
     built_in = _model()
-    expected = trainways.train(
+    built_in.compile(loss=LOSS, metrics=[_accuracy()], optimizer="nadam")
+    expected = trainways.fit(
         built_in, X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
-        loss=LOSS, metrics=[_accuracy()], method="loop", optimizer="nadam",
+        method="loop", verbose=0,
     )  # fmt: skip
     model = _model()
     loop = _tape_loop(model, _own(model, metrics=[_accuracy()]))
@@ -131,9 +132,10 @@ def test_the_tutorial_gradient_tape_loop_equals_the_built_in_loop_method():
 def test_the_tutorial_train_on_batch_loop_equals_the_built_in_batch_method():
     metrics = lambda: [_accuracy()]  # noqa: E731
     built_in = _model()
-    expected = trainways.train(
+    built_in.compile(loss=LOSS, metrics=metrics(), optimizer="nadam")
+    expected = trainways.fit(
         built_in, X, Y, validation_data=VALIDATION, epochs=2, batch_size=16, seed=3,
-        loss=LOSS, metrics=metrics(), method="batch", optimizer="nadam",
+        method="batch", verbose=0,
     )  # fmt: skip
     model = _model(loss=LOSS, metrics=metrics())
     loop = _own(model)

@@ -55,16 +55,17 @@ def _model(cls=keras.Sequential):
     )
 
 
-def _train(model, **options):
-    settings = {
-        "validation_data": VALIDATION,
-        "metrics": [_accuracy()],
-        "epochs": 2,
-        "seed": 3,
-        "batch_size": 16,
-        **options,
-    }
-    return trainways.train(model, X, Y, **settings)
+def _train(model, *, optimizer="adam", learning_rate=None, **options):
+    """``trainways.fit`` on the toy problem. The model is compiled with ``optimizer`` (at
+    ``learning_rate``), the loss and accuracy, unless ``steps_per_execution`` is given: a
+    trainways value of it (``"epoch"``) is for a model trainways compiles, with its defaults."""
+    if "steps_per_execution" not in options:
+        chosen = keras.optimizers.get(optimizer)
+        if learning_rate is not None:
+            chosen.learning_rate = learning_rate
+        model.compile(optimizer=chosen, loss=LOSS, metrics=[_accuracy()])
+    settings = {"validation_data": VALIDATION, "epochs": 2, "seed": 3, "batch_size": 16, **options}
+    return trainways.fit(model, X, Y, verbose=0, **settings)
 
 
 def _largest_difference(a, b) -> float:

@@ -409,10 +409,14 @@ def test_the_library_logs_the_same_keys_for_every_method(method, library_store):
     store = library_store
     x, y = toy_problem(n=96)
     model = _toy_model(x.shape[1])
-    history = trainways.train(
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    history = trainways.fit(
         model, x[:64], y[:64], validation_data=(x[64:], y[64:]), method=method, epochs=2,
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], seed=0,
-        tracking=store,
+        seed=0, tracking=store, verbose=0,
     )  # fmt: skip
     client = MlflowClient(store)
     [found] = client.search_runs(

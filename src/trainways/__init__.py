@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Loop", "__version__", "train"]
+__all__ = ["Loop", "__version__", "fit"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        from trainways.api import train
+    if name == "fit":
+        from trainways.api import fit
 
-        return train
+        return fit
     if name == "Loop":
         from trainways.own_loop import Loop
 

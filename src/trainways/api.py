@@ -1,179 +1,165 @@
-"""The library entry point: train any Keras model with any of the three methods."""
+"""The library entry point: ``trainways.fit(model, ...)`` is ``model.fit(...)``, three ways.
+
+The call mirrors :meth:`keras.Model.fit` — the same arguments, meaning the same things — plus
+trainways' own (``method=``, ``seed=``, ``tracking=``...), so that porting a Keras script is
+``model.fit(`` → ``trainways.fit(model, ``. The model's ``compile()`` is its user's: its loss
+(per-output losses and ``loss_weights`` included), metrics, optimizer, ``jit_compile`` and
+``steps_per_execution`` are what every method trains with. Only a model nobody compiled is
+compiled here, with the documented defaults.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
 import keras
-import numpy as np
 
 from trainways.backends import current
 from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig, replace
+from trainways.data import prepare_inputs
 from trainways.lifecycle import RunLife
 from trainways.steps import StepFn, check_step
-from trainways.trainers import TrainData, get_trainer
-from trainways.training import (
-    build_optimizer_for,
-    make_spec,
-    schedule_callbacks,
-    seed_everything,
+from trainways.trainers import TrainData, TrainSpec, get_trainer
+from trainways.training import build_optimizer_for, make_spec, schedule_callbacks, seed_everything
+
+# Options of ``trainways train`` that ``compile()`` owns: a compiled model has them already.
+COMPILE_OPTIONS = (
+    "learning_rate",
+    "weight_decay",
+    "xla_optimizer",
+    "dense_gradients",
+    "jit_compile",
+    "steps_per_execution",
 )
+# Options of ``trainways train`` that ``fit`` takes as its own arguments.
+FIT_ARGUMENTS = ("epochs", "batch_size", "seed", "method", "tracking")
 
 
-def _fresh_metric(metric: str | keras.metrics.Metric) -> keras.metrics.Metric:
-    # Each consumer gets its own objects: a metric compiled into a model must not also be
-    # updated by the GradientTape loop.
-    if isinstance(metric, keras.metrics.Metric):
-        return type(metric).from_config(metric.get_config())
-    resolved = keras.metrics.get(metric)
-    if not isinstance(resolved, keras.metrics.Metric):
-        return keras.metrics.MeanMetricWrapper(resolved, name=str(metric))
-    return resolved
-
-
-class _FunctionLoss(keras.losses.Loss):
-    """A per-sample loss function, averaged over the batch the way ``compile()`` averages it."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__(name=getattr(fn, "__name__", "loss"))
-        self._fn = fn
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return self._fn(y_true, y_pred)
-
-
-def _as_loss(loss: str | Callable[..., Any] | keras.losses.Loss) -> keras.losses.Loss:
-    resolved = keras.losses.get(loss) if isinstance(loss, str) else loss
-    return resolved if isinstance(resolved, keras.losses.Loss) else _FunctionLoss(resolved)
-
-
-def _as_dataset(
-    x: Any, y: Any, *, batch_size: int, shuffle: bool, seed: int | None, role: str
-) -> tuple[Any, Any]:
-    """A dataset and, for NumPy training data, its epoch clock (one pass per epoch)."""
-    import tensorflow as tf
-
-    from trainways.data import EpochClock, make_dataset
-
-    if isinstance(x, tf.data.Dataset):
-        if y is not None:
-            raise ConfigError(f"{role}: pass y=None with a tf.data.Dataset (it yields (x, y))")
-        return x, None
-    if y is None:
-        raise ConfigError(f"{role}: NumPy input needs both x and y")
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y):
-        raise ConfigError(f"{role}: x has {len(x)} samples but y has {len(y)}; they must match")
-    clock = EpochClock() if shuffle else None
-    dataset = make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, clock=clock)
-    return dataset, clock
-
-
-def train(
+def fit(
     model: keras.Model,
-    x: Any,
+    x: Any = None,
     y: Any = None,
-    *,
-    validation_data: Any = None,
-    loss: str | Callable[..., Any] | keras.losses.Loss = "sparse_categorical_crossentropy",
-    optimizer: str | keras.optimizers.Optimizer = "adam",
-    metrics: Sequence[str | keras.metrics.Metric] = (),
+    batch_size: int | None = None,
+    epochs: int = 1,
+    verbose: str | int = "auto",
     callbacks: Iterable[keras.callbacks.Callback] | None = None,
+    validation_split: float = 0.0,
+    validation_data: Any = None,
     shuffle: bool = True,
+    class_weight: dict[int, float] | None = None,
+    sample_weight: Any = None,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    validation_batch_size: int | None = None,
+    validation_freq: int | Sequence[int] = 1,
+    *,
+    method: str = "fit",
+    seed: int | None = None,
+    tracking: str | bool | None = None,
+    backend: str | None = None,
     step: StepFn | None = None,
     test_step: StepFn | None = None,
-    config: TrainConfig | None = None,
-    backend: str | None = None,
-    tracking: str | bool | None = None,
     **options: Any,
 ) -> keras.callbacks.History:
-    """Train ``model`` with ``Model.fit``, a ``train_on_batch`` loop or a GradientTape loop.
+    """Train ``model`` as ``model.fit`` would, with ``Model.fit``, a ``train_on_batch`` loop or
+    a hand-written loop.
 
-    Whatever the method, the same loss, optimizer and metrics are used, the callbacks are driven
-    in ``fit``'s order and the History has the same keys (``loss``, each metric's name, and
-    ``val_`` versions when there is validation data).
+    Every argument before ``method`` is ``Model.fit``'s and means what it means there, for every
+    method: the same batches (arrays, dicts and lists of them, ``(x, y, sample_weight)``
+    datasets, ``tf.data``, ``keras.utils.PyDataset``, generators, a torch ``DataLoader``), the
+    same History keys and values (each metric's ``result()`` after the epoch), callbacks in
+    ``fit``'s order, ``model.stop_training`` honoured.
 
-    The training options are those of ``trainways train``, by their
-    :class:`~trainways.config.TrainConfig` names: pass a ``config``, or the options as keywords
-    (``method="loop", epochs=3, steps_per_execution=4, xla_optimizer=True, seed=1, ...``), or
-    both (keywords override). Only the defaults differ: the library's optimizer is ``"adam"``
-    unless given, and ``epochs`` is 1.
+    The model's ``compile()`` is kept as its user wrote it. A model that was never compiled is
+    compiled with ``optimizer=keras.optimizers.Adam()`` (its rate from ``learning_rate=``),
+    ``loss="sparse_categorical_crossentropy"`` and no metrics.
 
     Args:
-        model: Any Keras model; it is compiled with ``loss``, ``optimizer`` and ``metrics``.
-        x: A ``tf.data.Dataset`` of ``(x, y)`` batches, or a NumPy array of inputs.
-        y: Targets when ``x`` is an array; ``None`` with a dataset.
-        validation_data: A dataset or an ``(x_val, y_val)`` tuple, never shuffled; or ``None``.
-        loss: A Keras loss object, name, or per-sample function.
-        optimizer: A Keras optimizer object or name. ``learning_rate`` (if given) sets a named
-            optimizer's rate; ``xla_optimizer=True`` needs ``"nadam"``.
-        metrics: Metric objects or names; each method gets its own fresh copies.
-        callbacks: Keras callbacks (``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``...);
-            ``lr_halve_at`` and ``patience`` add trainways' own, as on the command line.
-        shuffle: Reshuffle array inputs every epoch (the order is a pure function of ``seed``
-            and the epoch).
-        step: Your training step for ``method="loop"``: ``step(model, x, y)`` returning a dict
-            of logs with ``"loss"`` (and ``"y_pred"`` to update the metrics); see
-            :mod:`trainways.steps`. trainways compiles it and drives everything around it.
-        test_step: Your validation step, same contract (default: the built-in one).
-        config: Training options as a :class:`~trainways.config.TrainConfig`.
-        backend: The Keras backend to train on (``tensorflow``, ``jax``, ``torch``). Keras
-            chooses its backend once, when it is imported: set ``KERAS_BACKEND`` before
-            importing Keras (and trainways); this checks that the process runs on it.
+        model: A Keras model, compiled by you or not (see above).
+        x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+            shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
+            validation_steps, validation_batch_size, validation_freq: As in ``Model.fit``.
+            ``shuffle`` reshuffles array inputs every epoch in an order that is a pure function
+            of ``seed`` and the epoch, the same for every method.
+        method: ``"fit"`` (``Model.fit``), ``"batch"`` (a ``train_on_batch`` loop) or
+            ``"loop"`` (a hand-written gradient step on the backend, compiled).
+        seed: Seeds Python, NumPy, the backend and the shuffling. ``None`` draws the shuffle
+            seed from NumPy's global generator, so a script seeded the Keras way
+            (``keras.utils.set_random_seed``) repeats itself.
         tracking: Log the training to MLflow at this tracking URI (``True``:
-            ``$MLFLOW_TRACKING_URI``, else ``sqlite:///runs/mlflow.db``): the options as params,
-            each epoch's logs, ``learning_rate`` and ``epoch_seconds`` as metrics; the MLflow
-            run ends ``FINISHED``, or ``KILLED`` / ``FAILED`` if training stops with an error.
-            An unreachable store is one warning; training goes on (:mod:`trainways.tracking`).
-        **options: Training options by name, over ``config``. ``seed`` also seeds Keras's
-            random generators; ``deterministic`` turns on deterministic kernels. ``precision``
-            and ``tensorboard`` belong to models and run directories that trainways builds:
-            set a dtype policy or pass ``keras.callbacks.TensorBoard`` instead.
+            ``$MLFLOW_TRACKING_URI``, else ``sqlite:///runs/mlflow.db``); see
+            :mod:`trainways.tracking`.
+        backend: The Keras backend this process must run on (``tensorflow``, ``jax``,
+            ``torch``); Keras picks its backend when imported, from ``KERAS_BACKEND``.
+        step: Your training step for ``method="loop"``: ``step(model, x, y)`` returning a dict
+            of logs with ``"loss"`` (:mod:`trainways.steps`).
+        test_step: Your validation step, same contract (default: the model's).
+        **options: ``trainways train``'s other training options by their
+            :class:`~trainways.config.TrainConfig` names (``deterministic=True``,
+            ``lr_halve_at=5``, ``patience=3``...). Those ``compile()`` owns
+            (``learning_rate``, ``jit_compile``, ``steps_per_execution``...) apply to a model
+            nobody compiled; for a compiled one, give them to ``compile()``.
 
     Returns:
         The ``keras.callbacks.History`` of per-epoch logs.
 
     Raises:
-        ConfigError: An argument is invalid (one line saying which and why).
+        ConfigError: An argument is invalid or conflicts with the model's ``compile()`` (one
+            line saying which and what to do).
     """
     if backend is not None:
         from trainways.backends import select
 
         select(backend)  # a process runs Keras on one backend: refused if it is another
-    if tracking not in (None, False):
-        options["tracking"] = TRACKING_AUTO if tracking is True else tracking
-    config = replace(config or TrainConfig(epochs=1), **options)
+    for name in FIT_ARGUMENTS:
+        if name in options:
+            raise ConfigError(f"{name} is an argument of fit: pass {name}= itself", keys=(name,))
+    compiled = bool(getattr(model, "compiled", False))
+    _refuse_compile_conflicts(options, compiled)
+    config = replace(
+        TrainConfig(),
+        method=method,
+        epochs=epochs,
+        batch_size=batch_size or 32,
+        seed=seed,
+        tracking=TRACKING_AUTO if tracking is True else tracking or None,
+        **options,
+    )
     _refuse_run_options(config)
-    # The one look-up of the backend's module, passed down to the steps' check and the trainer.
-    backend_module = current()
+    backend_module = current()  # the one look-up, passed down
     for role, fn in (("step", step), ("test_step", test_step)):
         if fn is not None:
             check_step(fn, role=role, arguments=backend_module.STEP_ARGUMENTS)
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
-    batch_size = config.batch_size
-    train_ds, clock = _as_dataset(
-        x, y, batch_size=batch_size, shuffle=shuffle, seed=config.seed, role="x"
+    inputs = prepare_inputs(
+        x,
+        y,
+        sample_weight=sample_weight,
+        class_weight=class_weight,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        steps_per_epoch=steps_per_epoch,
+        validation_split=validation_split,
+        validation_data=validation_data,
+        validation_batch_size=validation_batch_size,
+        validation_steps=validation_steps,
+        tensorflow=True,
     )
-    val_ds = None
-    if validation_data is not None:
-        val_x, val_y = (
-            validation_data if isinstance(validation_data, tuple) else (validation_data, None)
-        )
-        val_ds, _ = _as_dataset(
-            val_x, val_y, batch_size=batch_size, shuffle=False, seed=None, role="validation_data"
-        )
-    metric_list = list(metrics)
-    spec = make_spec(
-        config,
-        loss=_as_loss(loss),
-        optimizer=_as_optimizer(optimizer, config, "learning_rate" in options, backend_module),
-        metrics=lambda: [_fresh_metric(m) for m in metric_list],
-        train_step=step,
-        test_step=test_step,
+    data = _train_data(inputs, validation_steps)
+    spec = dataclasses.replace(
+        _spec(model, config, compiled, backend_module, options, step, test_step),
+        initial_epoch=initial_epoch,
+        validation_freq=validation_freq
+        if isinstance(validation_freq, int)
+        else tuple(validation_freq),
+        verbose=1 if verbose == "auto" else int(verbose),
     )
     life = RunLife(None, as_run, quiet=True)
     life.start(lambda: _tracker(config), log=False)  # a library leaves logging to its user
@@ -183,13 +169,106 @@ def train(
 
     def train_model() -> None:
         nonlocal history
-        history = get_trainer(config.method, backend_module)(
-            model, TrainData(train_ds, val_ds, clock=clock), spec, all_callbacks
-        )
+        history = get_trainer(config.method, backend_module)(model, data, spec, all_callbacks)
 
     life.run(train_model)
     assert history is not None
     return history
+
+
+def _train_data(inputs: Any, validation_steps: int | None) -> TrainData:
+    """The trainers' :class:`TrainData` of what :func:`trainways.data.prepare_inputs` made."""
+    numpy = None
+    if inputs.numpy is not None:
+        numpy = TrainData(
+            inputs.numpy.train,
+            inputs.numpy.validation,
+            inputs.steps_per_epoch,
+            clock=inputs.clock,
+            validation_steps=validation_steps,
+        )
+    return TrainData(
+        inputs.train,
+        inputs.validation,
+        inputs.steps_per_epoch,
+        numpy=numpy,
+        clock=inputs.clock,
+        validation_steps=validation_steps,
+        fit_train=inputs.fit_train,
+        fit_validation=inputs.fit_validation,
+    )
+
+
+def _refuse_compile_conflicts(options: dict[str, Any], compiled: bool) -> None:
+    given = [name for name in COMPILE_OPTIONS if name in options]
+    if compiled and given:
+        name = given[0]
+        raise ConfigError(
+            f"{name}={options[name]!r} conflicts with the model's compile(), which wins: give "
+            f"it to model.compile() (or pass an uncompiled model) instead",
+            keys=(name,),
+        )
+
+
+def _spec(
+    model: keras.Model,
+    config: TrainConfig,
+    compiled: bool,
+    backend: ModuleType,
+    options: dict[str, Any],
+    step: StepFn | None,
+    test_step: StepFn | None,
+) -> TrainSpec:
+    """What to train: the model's own compile, or the defaults for a model nobody compiled."""
+    if compiled:
+        return make_spec(
+            TrainConfig(
+                **{
+                    **asdict(config),
+                    "jit_compile": bool(model.jit_compile),
+                    "steps_per_execution": model.steps_per_execution,
+                }
+            ),
+            loss=model.loss,
+            optimizer=model.optimizer,
+            metrics=lambda: _compiled_metrics(model),
+            train_step=step,
+            test_step=test_step,
+        )
+    if config.xla_optimizer or config.dense_gradients:
+        optimizer = build_optimizer_for(config, backend)
+    else:
+        optimizer = keras.optimizers.Adam(
+            learning_rate=config.learning_rate if "learning_rate" in options else 0.001,
+            weight_decay=config.weight_decay,
+        )
+    return make_spec(
+        config,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=optimizer,
+        metrics=list,
+        train_step=step,
+        test_step=test_step,
+    )
+
+
+def _compiled_metrics(model: keras.Model) -> list[keras.metrics.Metric]:
+    """Fresh copies of the metrics a model was compiled with, for a user's step's ``y_pred``
+    (the compiled ones stay the model's)."""
+    metrics = (model.get_compile_config() or {}).get("metrics") or []
+    if not isinstance(metrics, list):
+        raise ConfigError(
+            "a step function's y_pred updates a flat list of metrics: compile the model with "
+            "metrics=[...] (not per output) to use step=",
+            keys=("step",),
+        )
+    fresh = []
+    for metric in metrics:
+        resolved = keras.metrics.get(metric)
+        if not isinstance(resolved, keras.metrics.Metric):
+            resolved = keras.metrics.MeanMetricWrapper(resolved, name=str(metric))
+        fresh.append(resolved)
+    return fresh
 
 
 def _tracker(config: TrainConfig) -> keras.callbacks.Callback | None:
@@ -219,52 +298,9 @@ def _refuse_run_options(config: TrainConfig) -> None:
             "keras.callbacks.TensorBoard(log_dir=...) in callbacks instead",
             keys=("tensorboard",),
         )
-    if config.loss != "crossentropy":
-        squared = config.loss == "squared_hinge"
+    if config.loss != "crossentropy" or config.label_smoothing:
         raise ConfigError(
-            f"loss {config.loss!r} is trainways' name for a loss object: pass "
-            f"loss=trainways.model.MarginLoss(squared={squared}) instead",
+            "loss and label_smoothing belong to compile(): compile the model with "
+            "loss=keras.losses.SparseCategoricalCrossentropy(...) or any loss you choose",
             keys=("loss",),
         )
-    if config.label_smoothing:
-        raise ConfigError(
-            f"label_smoothing {config.label_smoothing!r} belongs to the loss: pass "
-            f"loss=trainways.model.SmoothedSparseCrossentropy({config.label_smoothing!r}) "
-            "(integer labels) or keras.losses.CategoricalCrossentropy(label_smoothing=...) "
-            "(one-hot labels) instead",
-            keys=("label_smoothing",),
-        )
-
-
-def _as_optimizer(
-    optimizer: str | keras.optimizers.Optimizer,
-    config: TrainConfig,
-    rate_given: bool,
-    backend: ModuleType,
-) -> keras.optimizers.Optimizer:
-    named = isinstance(optimizer, str)
-    if rate_given and not named:
-        raise ConfigError(
-            "learning_rate sets a named optimizer's rate: give it to your optimizer object instead",
-            keys=("learning_rate",),
-        )
-    if config.xla_optimizer or config.dense_gradients:
-        key = "xla_optimizer" if config.xla_optimizer else "dense_gradients"
-        if not (named and optimizer.lower() == "nadam"):
-            raise ConfigError(
-                f"{key} chooses a Nadam: pass optimizer='nadam', got {optimizer!r}",
-                keys=(key,),
-            )
-        return build_optimizer_for(config, backend)
-    if config.weight_decay is not None and not named:
-        raise ConfigError(
-            "weight_decay sets a named optimizer's decay: give weight_decay= to your optimizer "
-            "object instead",
-            keys=("weight_decay",),
-        )
-    resolved = keras.optimizers.get(optimizer)
-    if rate_given:
-        resolved.learning_rate = config.learning_rate
-    if config.weight_decay is not None:
-        resolved.weight_decay = config.weight_decay
-    return resolved

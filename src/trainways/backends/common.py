@@ -57,6 +57,15 @@ def is_cluster_failure(error: BaseException) -> bool:
     return False
 
 
+def batch_rows(x: Any) -> Any:
+    """The examples in a batch of inputs ``x`` (any structure): its first input's rows, as
+    ``fit`` weighs the loss tracker."""
+    import keras
+
+    first = next(part for part in keras.tree.flatten(x) if part is not None)
+    return keras.ops.shape(first)[0]
+
+
 class PassStepper:
     """What every backend's ``LoopStepper`` does alike (a part of
     :class:`trainways.trainers.base.Stepper`).

@@ -43,6 +43,10 @@ class TrainSpec:
             (:mod:`trainways.steps`), run by the ``loop`` method instead of its built-in step.
         test_step: The user's validation step, same contract; ``None`` validates with the
             built-in step (or the model's own ``test_step``).
+        validation_freq: Validate after every ``validation_freq``-th epoch, or after the
+            (1-based) epochs listed, as ``fit``'s ``validation_freq``.
+        verbose: ``fit``'s ``verbose``: 0 silent, 1 a progress bar, 2 a line per epoch. The
+            command line's runs print through their own callbacks and pass 0.
     """
 
     epochs: int
@@ -54,6 +58,14 @@ class TrainSpec:
     steps_per_execution: int | str = 1
     train_step: Callable[..., Any] | None = None
     test_step: Callable[..., Any] | None = None
+    validation_freq: int | tuple[int, ...] = 1
+    verbose: int = 0
+
+    def validates_after(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) ends with a validation pass, as in ``fit``."""
+        if isinstance(self.validation_freq, int):
+            return (epoch + 1) % self.validation_freq == 0
+        return epoch + 1 in self.validation_freq
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,10 @@ class TrainData:
             the hot path (``fit`` always takes the datasets).
         clock: The :class:`trainways.data.EpochClock` that ``train`` (and ``numpy.train``)
             follow: every method sets it to the epoch it is about to open.
+        validation_steps: Batches per validation pass (``None``: the whole pass), as ``fit``'s.
+        fit_train: What ``Model.fit`` receives instead of ``train`` (a user's ``PyDataset``,
+            generator or ``DataLoader``, which ``fit`` reads natively), or ``None``.
+        fit_validation: The same for the validation data.
     """
 
     train: Any  # tf.data.Dataset; typed loosely so this module never needs TensorFlow.
@@ -79,6 +95,9 @@ class TrainData:
     steps_per_epoch: int | None = None
     numpy: TrainData | None = None
     clock: Any | None = None
+    validation_steps: int | None = None
+    fit_train: Any | None = None
+    fit_validation: Any | None = None
 
     def __post_init__(self) -> None:
         cardinality = getattr(self.train, "cardinality", None)
@@ -116,11 +135,15 @@ class TrainData:
 
 
 def compile_model(model: keras.Model, spec: TrainSpec) -> None:
-    """Compile ``model`` the same way for every method.
+    """Compile ``model`` with the spec's loss, optimizer and metrics, unless its user has.
 
-    ``fit`` and ``train_on_batch`` need it; the GradientTape loop uses the same optimizer object,
-    and compiling there too means every saved model evaluates and resumes alike.
+    A model its user compiled keeps everything ``compile`` was given (loss, per-output losses,
+    ``loss_weights``, metrics, optimizer, ``jit_compile``, ``steps_per_execution``): every
+    method then trains on Keras's own compiled loss and metrics. The spec only fills in what a
+    model nobody compiled lacks (a model trainways builds, or the library's defaults).
     """
+    if getattr(model, "compiled", False):
+        return
     model.compile(
         optimizer=spec.optimizer,
         loss=spec.loss,
@@ -130,32 +153,36 @@ def compile_model(model: keras.Model, spec: TrainSpec) -> None:
     )
 
 
-def build_compiled(model: keras.Model, x: Any, y: Any) -> None:
+def build_compiled(model: keras.Model, batch: Any) -> None:
     """Build the compiled loss and metrics from one dummy batch, as ``fit`` does on first use.
 
     The forward pass changes no weight; call ``model.reset_metrics()`` after it. A model
     compiled without a loss (a :class:`trainways.Loop`'s may be) builds its metrics only.
     """
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
     y_pred = model(x, training=False)
+    if y is None:
+        return
     if model.loss is not None:
-        model.compute_loss(x, y, y_pred)
-    model.compute_metrics(x, y, y_pred)
+        model.compute_loss(x, y, y_pred, sample_weight)
+    model.compute_metrics(x, y, y_pred, sample_weight)
 
 
-def example_batch(element_spec: Any) -> tuple[Any, ...]:
-    """A batch of one, of zeros, shaped as ``element_spec`` (a ``tf.data`` spec): what a model
-    is built and a step traced on."""
+def example_batch(element_spec: Any) -> Any:
+    """A batch of one, of zeros, shaped as ``element_spec`` (a ``tf.data`` spec, possibly
+    nested): what a model is built and a step traced on."""
     import numpy as np
 
-    return tuple(
-        np.zeros([1, *spec.shape[1:]], dtype=spec.dtype.as_numpy_dtype) for spec in element_spec
-    )
+    def zeros(spec: Any) -> Any:
+        return np.zeros([1, *spec.shape[1:]], dtype=spec.dtype.as_numpy_dtype)
+
+    return keras.tree.map_structure(zeros, element_spec)
 
 
 def build_before_training(model: keras.Model, element_spec: Any) -> None:
     """Build what ``fit`` builds on first use — compiled loss and metrics, the optimizer — once,
     from a batch of zeros; the metrics are reset after it."""
-    build_compiled(model, *example_batch(element_spec))
+    build_compiled(model, example_batch(element_spec))
     model.reset_metrics()
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
@@ -176,14 +203,16 @@ def make_callback_list(
     *,
     epochs: int,
     steps: int | None,
+    verbose: int = 0,
 ) -> keras.callbacks.CallbackList:
-    """A ``CallbackList`` with the History and params that ``fit`` would give its callbacks."""
+    """A ``CallbackList`` with the History, progress bar and params that ``fit`` would give its
+    callbacks."""
     return keras.callbacks.CallbackList(
         list(callbacks or []),
         add_history=True,
-        add_progbar=False,
+        add_progbar=verbose != 0,
         model=model,
-        verbose=0,
+        verbose=verbose,
         epochs=epochs,
         steps=steps,
     )
@@ -243,15 +272,17 @@ def evaluate(
     dataset: Any,
     callbacks: keras.callbacks.CallbackList,
     steps_per_execution: int = 1,
+    steps: int | None = None,
 ) -> dict[str, float]:
-    """One validation pass, with the test hooks ``Model.evaluate`` calls."""
+    """One validation pass (``steps`` batches, or the whole pass), with the test hooks
+    ``Model.evaluate`` calls."""
     model.stop_evaluating = False
     callbacks.on_test_begin()
     stepper.reset()
     run_executions(
         stepper.test_steps,
         iter(dataset),
-        steps=steps_of(dataset),
+        steps=steps or steps_of(dataset),
         steps_per_execution=steps_per_execution,
         on_begin=callbacks.on_test_batch_begin,
         on_end=lambda last: callbacks.on_test_batch_end(last, stepper.results()),
@@ -275,7 +306,9 @@ def drive(
         The History callback, whose ``history`` has one list per log key.
     """
     steps = data.steps_per_epoch or steps_of(data.train)
-    callback_list = make_callback_list(callbacks, model, epochs=spec.epochs, steps=steps)
+    callback_list = make_callback_list(
+        callbacks, model, epochs=spec.epochs, steps=steps, verbose=spec.verbose
+    )
     model.stop_training = False
     callback_list.on_train_begin()
     training_logs = None
@@ -293,9 +326,14 @@ def drive(
             should_stop=lambda: model.stop_training,
         )
         epoch_logs = stepper.results()
-        if data.validation is not None:
+        if data.validation is not None and spec.validates_after(epoch):
             val_logs = evaluate(
-                model, stepper, data.validation, callback_list, spec.steps_per_execution
+                model,
+                stepper,
+                data.validation,
+                callback_list,
+                spec.steps_per_execution,
+                data.validation_steps,
             )
             epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, epoch_logs)

@@ -1,9 +1,17 @@
 """Method 2: a ``train_on_batch`` / ``test_on_batch`` loop.
 
-Keras 3 resets the model's metrics at every ``train_on_batch`` call, so each call returns that one
-batch's loss and metrics. The tutorial reported the last batch's values as the epoch's; here the
-epoch's figures are the batch values weighted by batch size, which is exactly what ``fit`` reports
-(every metric involved is a per-sample mean).
+One Keras call per batch, on the batches ``fit`` would see, with the model's own compiled loss
+and metrics. Two things make its History ``fit``'s:
+
+- Keras 3 resets the model's metrics at every ``train_on_batch`` call, so each call would
+  report that one batch. Here the reset happens where ``fit`` resets — at the start of each
+  epoch and each validation pass — so each call returns the running epoch results, and the
+  epoch's logs are exactly each metric's ``result()`` after the epoch, as ``fit`` reports
+  (a count such as ``TrueNegatives`` or a ratio such as ``Precision`` included; a mean of
+  per-batch values would be wrong for both).
+- ``train_on_batch`` hands the model's step ``(x, y, None)`` where ``fit`` hands ``(x, y)``: a
+  model's own ``train_step`` / ``test_step`` gets the batch packed as ``fit`` packs it, so
+  ``x, y = data`` works in every method.
 
 Under a ``tf.distribute`` strategy, Keras 3's ``train_on_batch`` does not split a batch: it runs
 the whole batch on every replica (``strategy.run`` with the same tensors), so N replicas do N times
@@ -13,12 +21,15 @@ each already split into per-replica parts, and ``train_on_batch`` hands each rep
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import keras
 
+from trainways import steps as user_steps
 from trainways.trainers.base import drive
 
 if TYPE_CHECKING:
@@ -48,38 +59,68 @@ class WeightedMeans:
 
 
 class BatchStepper:
-    """Steps with ``Model.train_on_batch`` / ``test_on_batch``.
+    """Steps with ``Model.train_on_batch`` / ``test_on_batch``, the metrics kept running.
 
     Args:
-        model: The compiled model.
-        batch_size: Counts the examples of a (possibly distributed) batch of labels.
+        model: The compiled model, inside :func:`running_metrics`.
     """
 
-    def __init__(self, model: keras.Model, batch_size: Callable[[Any], int]) -> None:
+    def __init__(self, model: keras.Model) -> None:
         self._model = model
-        self._means = WeightedMeans()
-        self._size = batch_size
+        self._logs: dict[str, float] = {}
 
     def reset(self) -> None:
-        self._means.reset()
+        type(self._model).reset_metrics(self._model)  # the real one: the instance's is off
+        self._logs = {}
 
-    def _steps(self, call: Any, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+    def _steps(self, call: Any, iterator: Iterator[Any], steps: int) -> int:
         # One Keras call per batch whatever steps_per_execution is: the method's point is a call
         # per batch; the execution size only sets how often the hooks run.
         ran = 0
-        for x, y in itertools.islice(iterator, steps):
-            self._means.add(call(x, y, return_dict=True), self._size(y))
+        for data in itertools.islice(iterator, steps):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            self._logs = call(x, y, sample_weight, return_dict=True)
             ran += 1
         return ran
 
-    def train_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+    def train_steps(self, iterator: Iterator[Any], steps: int) -> int:
         return self._steps(self._model.train_on_batch, iterator, steps)
 
-    def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+    def test_steps(self, iterator: Iterator[Any], steps: int) -> int:
         return self._steps(self._model.test_on_batch, iterator, steps)
 
     def results(self) -> dict[str, float]:
-        return self._means.result()
+        return {name: float(value) for name, value in self._logs.items()}
+
+
+def _as_fit_packs(step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` (a model's own ``train_step`` / ``test_step``, bound) fed its batch — the last
+    argument — packed as ``fit`` packs it: ``(x, y)`` without sample weights, ``x`` alone
+    without targets."""
+
+    @functools.wraps(step)
+    def packed(*args: Any) -> Any:
+        *state, data = args  # JAX's steps take (state, data)
+        return step(
+            *state, keras.utils.pack_x_y_sample_weight(*keras.utils.unpack_x_y_sample_weight(data))
+        )
+
+    return packed
+
+
+@contextlib.contextmanager
+def running_metrics(model: keras.Model) -> Iterator[None]:
+    """While inside, ``train_on_batch`` and ``test_on_batch`` keep the metrics running (the
+    stepper resets them where ``fit`` does) and hand a model's own steps ``fit``'s batches."""
+    model.reset_metrics = lambda: None
+    if user_steps.has_own_step(model):
+        model.train_step = _as_fit_packs(model.train_step)
+        model.test_step = _as_fit_packs(model.test_step)
+    try:
+        yield
+    finally:
+        for name in ("reset_metrics", "train_step", "test_step"):
+            model.__dict__.pop(name, None)
 
 
 def run(
@@ -88,8 +129,9 @@ def run(
     """Train batch by batch with ``train_on_batch``, validating with ``test_on_batch``.
 
     Returns:
-        The History of per-epoch logs (true epoch means, not last-batch values).
+        The History of per-epoch logs: each metric's ``result()`` after the epoch, as ``fit``.
     """
-    placement = setup.placement
-    stepper = BatchStepper(setup.model, placement.batch_size)
-    return drive(setup.model, stepper, placement.distribute(setup.data), setup.spec, callbacks)
+    model = setup.model
+    with running_metrics(model):
+        stepper = BatchStepper(model)
+        return drive(model, stepper, setup.placement.distribute(setup.data), setup.spec, callbacks)

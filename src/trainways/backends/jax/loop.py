@@ -28,15 +28,14 @@ from typing import Any
 
 import jax
 import keras
-import numpy as np
 
 from trainways import steps as user_steps
-from trainways.backends.common import PassStepper, trace_user_step
+from trainways.backends.common import PassStepper, batch_rows, trace_user_step
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainSpec, example_batch
 
-# A pass's pure step: (state, x, y) -> (state, logs).
-PureStep = Callable[[Any, Any, Any], tuple[Any, dict[str, Any]]]
+# A pass's pure step: (state, batch) -> (state, logs).
+PureStep = Callable[[Any, Any], tuple[Any, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -73,21 +72,19 @@ class LoopStepper(PassStepper):
         self._spec = spec
         self._placement = placement
         self._example = example_batch(element_spec)
-        self._loss_tracker = keras.metrics.Mean(name="loss")
-        self._metrics = [self._loss_tracker, *spec.metrics()]
         own = user_steps.has_own_step(model)
         if spec.train_step is not None:
             train = self._user_pass(spec.train_step, "step", train=True)
         elif own:
             train = self._own_pass(model.train_step, "train_step", train=True)
         else:
-            train = _Pass(self._train_step, True, self._metrics)
+            train = _Pass(self._train_step, True, list(model.metrics))
         if spec.test_step is not None:
             test = self._user_pass(spec.test_step, "test_step", train=False)
         elif own:
             test = self._own_pass(model.test_step, "test_step", train=False)
         else:
-            test = _Pass(self._test_step, False, self._metrics)
+            test = _Pass(self._test_step, False, list(model.metrics))
         self._passes = {"train": train, "test": test}
         self._compiled = {
             name: jax.jit(kind.step, donate_argnums=0) for name, kind in self._passes.items()
@@ -96,55 +93,46 @@ class LoopStepper(PassStepper):
 
     # ----------------------------------------------------------------- the built-in step
 
-    def _update_metrics(self, metric_vars, loss, y, y_pred):
-        updated = []
-        for metric, variables in zip(
-            self._metrics, _split(self._metrics, metric_vars), strict=True
-        ):
-            if metric is self._loss_tracker:
-                updated.append(
-                    metric.stateless_update_state(variables, loss, sample_weight=y_pred.shape[0])
-                )
-            else:
-                updated.append(metric.stateless_update_state(variables, y, y_pred))
-        logs = {
-            metric.name: metric.stateless_result(variables)
-            for metric, variables in zip(self._metrics, updated, strict=True)
-        }
-        return [v for variables in updated for v in variables], logs
+    def _update_metrics(self, metric_vars, loss, x, y, y_pred, sample_weight):
+        # The compiled metrics and the loss tracker, updated as fit's train_step updates them.
+        model = self._model
+        mapping = list(zip(model.metrics_variables, metric_vars, strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            model._loss_tracker.update_state(loss, sample_weight=batch_rows(x))
+            logs = model.compute_metrics(x, y, y_pred, sample_weight)
+        updated = [scope.get_current_value(v) for v in model.metrics_variables]
+        kept = zip(updated, metric_vars, strict=True)
+        return [new if new is not None else old for new, old in kept], logs
 
-    def _loss(self, trainable, non_trainable, x, y, training, optimizer_vars=None):
-        # Keras's own loss computation (compiled loss plus layer losses), as fit differentiates it;
-        # its metric variables (none are updated by the loss) are passed through untouched.
-        metrics_vars = [v.value for v in self._model.metrics_variables]
-        loss, (unscaled, y_pred, non_trainable, _) = self._model.compute_loss_and_updates(
+    def _train_step(self, state, data):
+        trainable, non_trainable, optimizer_vars, metric_vars = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        # Keras's own loss computation (compiled loss plus layer losses, scaled for a loss-scale
+        # optimizer), as fit differentiates it.
+        grad_fn = jax.value_and_grad(self._model.compute_loss_and_updates, has_aux=True)
+        (_, (loss, y_pred, non_trainable, metric_vars)), grads = grad_fn(
             trainable,
             non_trainable,
-            metrics_vars,
+            metric_vars,
             x,
             y,
-            None,
-            training=training,
+            sample_weight,
+            training=True,
             optimizer_variables=optimizer_vars,
-        )
-        return loss, (unscaled, y_pred, non_trainable)
-
-    def _train_step(self, state, x, y):
-        trainable, non_trainable, optimizer_vars, metric_vars = state
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
-        (_, (loss, y_pred, non_trainable)), grads = grad_fn(
-            trainable, non_trainable, x, y, True, optimizer_vars
         )
         trainable, optimizer_vars = self._optimizer.stateless_apply(
             optimizer_vars, grads, trainable
         )
-        metric_vars, logs = self._update_metrics(metric_vars, loss, y, y_pred)
+        metric_vars, logs = self._update_metrics(metric_vars, loss, x, y, y_pred, sample_weight)
         return (trainable, non_trainable, optimizer_vars, metric_vars), logs
 
-    def _test_step(self, state, x, y):
+    def _test_step(self, state, data):
         trainable, non_trainable, metric_vars = state
-        _, (loss, y_pred, non_trainable) = self._loss(trainable, non_trainable, x, y, False)
-        metric_vars, logs = self._update_metrics(metric_vars, loss, y, y_pred)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        _, (loss, y_pred, non_trainable, metric_vars) = self._model.compute_loss_and_updates(
+            trainable, non_trainable, metric_vars, x, y, sample_weight, training=False
+        )
+        metric_vars, logs = self._update_metrics(metric_vars, loss, x, y, y_pred, sample_weight)
         return (trainable, non_trainable, metric_vars), logs
 
     # ----------------------------------------------------------------- a user's step function
@@ -153,7 +141,7 @@ class LoopStepper(PassStepper):
         """A pass running the user's step, its logs tracked as the contract says."""
         model = self._model
         weights = self._weights(optimizer=True)
-        x, y = self._example
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(self._example)
         traced = trace_user_step(
             fn, role, lambda: jax.eval_shape(lambda w, x, y: fn(model, w, x, y), weights, x, y)
         )
@@ -170,13 +158,13 @@ class LoopStepper(PassStepper):
         predicted = self._spec.metrics() if user_steps.PREDICTIONS in logs else []
         every = [*scalars, *predicted]
 
-        def track(metric_vars, out, y):
+        def track(metric_vars, out, x, y):
             updated = []
             parts = _split(every, metric_vars)
             for metric, variables in zip(scalars, parts, strict=False):
                 updated.append(
                     metric.stateless_update_state(
-                        variables, out[metric.name], sample_weight=y.shape[0]
+                        variables, out[metric.name], sample_weight=batch_rows(x)
                     )
                 )
             for metric, variables in zip(predicted, parts[len(scalars) :], strict=True):
@@ -189,13 +177,14 @@ class LoopStepper(PassStepper):
             }
             return [v for variables in updated for v in variables], results
 
-        def step(state, x, y):
+        def step(state, data):
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
             *weights, metric_vars = state
             if train:
                 out, weights = fn(model, tuple(weights), x, y)
             else:
                 out = fn(model, tuple(weights), x, y)
-            metric_vars, results = track(metric_vars, out, y)
+            metric_vars, results = track(metric_vars, out, x, y)
             return (*weights, metric_vars), results
 
         return _Pass(step, True, every)
@@ -207,11 +196,11 @@ class LoopStepper(PassStepper):
         model = self._model
         names = list(dict.fromkeys([*model.get_metrics_result(), *(m.name for m in model.metrics)]))
         state = (*self._weights(optimizer=train), [v.value for v in model.metrics_variables])
-        logs, _ = jax.eval_shape(lambda s, x, y: method(s, (x, y)), state, *self._example)
+        logs, _ = jax.eval_shape(method, state, self._example)
         user_steps.check_own_step_logs(logs, names, role=role)
 
-        def step(state, x, y):
-            logs, state = method(state, (x, y))
+        def step(state, data):
+            logs, state = method(state, data)
             return state, logs
 
         return _Pass(step, train, list(model.metrics))
@@ -231,8 +220,8 @@ class LoopStepper(PassStepper):
         metric_vars = [v.value for m in pass_.metrics for v in m.variables]
         state = (*self._weights(optimizer=pass_.optimizer), metric_vars)
         ran, logs = 0, None
-        for x, y in iterator:
-            state, logs = compiled(state, *self._placement.put(np.asarray(x), np.asarray(y)))
+        for data in iterator:
+            state, logs = compiled(state, self._placement.put(data))
             ran += 1
             if ran == steps:
                 break

@@ -74,8 +74,9 @@ class Placement:
             validation=None if validation is None else batches(validation),
         )
 
-    def put(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """A NumPy batch from :meth:`distribute` on the devices, for a compiled step.
+    def put(self, data: Any) -> Any:
+        """A NumPy batch from :meth:`distribute` (any structure) on the devices, for a compiled
+        step.
 
         One device: as JAX arrays on it. Distributed: global ``jax.Array``s split along the
         batch axis by the distribution's data layout (placed whole on every device when the
@@ -83,22 +84,25 @@ class Placement:
         each process gives its part, as Keras's own JAX trainer does.
         """
         import jax
+        import keras
 
-        x, y = np.asarray(x), np.asarray(y)
-        if self.distribution is None:
-            return jax.device_put(x), jax.device_put(y)
-        # The layout of the global batch: across processes, ``x`` is this process's part.
-        rows = len(x) * self.processes
-        return tuple(
-            jax.make_array_from_process_local_data(
-                self.distribution.get_data_layout((rows, *a.shape[1:])).backend_layout, a
-            )
-            for a in (x, y)
-        )
+        def place(part: Any) -> Any:
+            part = np.asarray(part)
+            if self.distribution is None:
+                return jax.device_put(part)
+            # The layout of the global batch: across processes, ``part`` is this process's part.
+            rows = len(part) * self.processes
+            layout = self.distribution.get_data_layout((rows, *part.shape[1:])).backend_layout
+            return jax.make_array_from_process_local_data(layout, part)
 
-    def batch_size(self, y: Any) -> int:
-        """Examples in the global batch whose (process-local) labels are ``y``."""
-        return int(np.shape(y)[0]) * self.processes
+        return keras.tree.map_structure(place, data)
+
+    def batch_size(self, data: Any) -> int:
+        """Examples in the global batch ``data`` (this process's part of it)."""
+        import keras
+
+        first = next(part for part in keras.tree.flatten(data) if part is not None)
+        return int(np.shape(first)[0]) * self.processes
 
     def gather(self, value: Any) -> Any:
         """A distributed batch as one array on this process: every process's part, in order."""

@@ -28,9 +28,16 @@ import keras
 import tensorflow as tf
 
 from trainways import steps as user_steps
-from trainways.backends.common import PassStepper, trace_user_step
+from trainways.backends.common import PassStepper, batch_rows, trace_user_step
 from trainways.backends.tensorflow.placement import Placement
 from trainways.trainers.base import TrainSpec
+
+
+def unscale_loss_for_distribution(loss: tf.Tensor) -> tf.Tensor:
+    """The batch's loss from a replica's share of it: Keras's loss objects divide by the
+    replicas in sync (1 without a strategy), and ``fit`` logs the loss undivided."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * tf.cast(replicas, loss.dtype)
 
 
 @dataclass(frozen=True)
@@ -38,54 +45,50 @@ class _Pass:
     """What one kind of pass (training or validation) runs and reads.
 
     Attributes:
-        single: The step on one device: ``(x, y) -> None``, updating ``metrics``.
-        replica: The same step for one replica's share of a batch under a strategy.
+        step: One step on a batch as the data yields it (``(x, y)``, ``(x, y, sample_weight)``
+            or ``x``), updating ``metrics``; under a strategy, one replica's share of it.
         metrics: The objects it updates (reset at the start of each pass).
         results: Reads them as logs (in cross-replica context under a strategy).
     """
 
-    single: Callable[[Any, Any], Any]
-    replica: Callable[[Any, Any], Any]
+    step: Callable[[Any], Any]
     metrics: list[keras.metrics.Metric]
     results: Callable[[], dict[str, tf.Tensor]]
 
 
 class LoopStepper(PassStepper):
-    """Steps with a hand-written GradientTape update and Keras metric objects.
+    """Steps with a hand-written GradientTape update on the model's compiled loss and metrics.
 
     Args:
-        model: The compiled model; its optimizer is the one the step applies.
-        spec: The loss, metrics and XLA setting, and the user's steps if any.
-        element_spec: The ``(x, y)`` spec of the undistributed training batches.
+        model: The compiled model: its loss, metrics and optimizer are the ones the step uses.
+        spec: The XLA setting, and the user's steps if any.
+        element_spec: The spec of the undistributed training batches.
         placement: Where the steps run (from :func:`trainways.backends.tensorflow.prepare`).
     """
 
     def __init__(
         self, model: keras.Model, spec: TrainSpec, element_spec: Any, placement: Placement
     ) -> None:
-        strategy = placement.strategy
         self._model = model
-        self._loss_fn = spec.loss
         self._optimizer = model.optimizer
-        self._strategy = strategy
+        self._strategy = placement.strategy
         self._element_spec = element_spec
-        self._loss_tracker = keras.metrics.Mean(name="loss")
-        self._metrics = [self._loss_tracker, *spec.metrics()]
         self._spec = spec
         self._logs: dict[str, tf.Tensor] = {}
         own = user_steps.has_own_step(model)
+        built_in = list(model.metrics)
         if spec.train_step is not None:
             train = self._user_pass(spec.train_step, "step")
         elif own:
             train = self._own_pass(model.train_step, "train_step")
         else:
-            train = _Pass(self._train, self._train_replica, self._metrics, self._results)
+            train = _Pass(self._train, built_in, model.get_metrics_result)
         if spec.test_step is not None:
             test = self._user_pass(spec.test_step, "test_step")
         elif own:  # the model's test_step goes with its train_step, or with the user's step
             test = self._own_pass(model.test_step, "test_step")
         else:
-            test = _Pass(self._test, self._test_replica, self._metrics, self._results)
+            test = _Pass(self._test, built_in, model.get_metrics_result)
         self._passes = {"train": train, "test": test}
         self._train_step, self._train_many = self._compile(train, spec.jit_compile)
         self._test_step, self._test_many = self._compile(test, spec.jit_compile)
@@ -97,17 +100,17 @@ class LoopStepper(PassStepper):
         if self._strategy is None:
             # A fixed signature with an unknown batch dimension: the last, smaller batch of an
             # epoch reuses the same graph instead of tracing a second one.
-            signature = list(self._element_spec)
+            signature = [self._element_spec]
 
-            def one(x: Any, y: Any) -> dict[str, tf.Tensor]:
-                kind.single(x, y)
+            def one(data: Any) -> dict[str, tf.Tensor]:
+                kind.step(data)
                 return kind.results()
 
         else:
             signature = None  # per-replica values: traced from the distributed dataset's spec
 
-            def one(x: Any, y: Any) -> dict[str, tf.Tensor]:
-                self._strategy.run(kind.replica, args=(x, y))
+            def one(data: Any) -> dict[str, tf.Tensor]:
+                self._strategy.run(kind.step, args=(data,))
                 # Read in cross-replica context: the metrics' variables aggregate over replicas.
                 return kind.results()
 
@@ -117,7 +120,7 @@ class LoopStepper(PassStepper):
         many = tf.function(self._many(step, kind.results), reduce_retracing=True)
         return step, many
 
-    def _probe(self, fn: Callable[[Any, Any], Any]) -> Any:
+    def _probe(self, fn: Callable[[Any], Any]) -> Any:
         """Trace ``fn`` once, without running it, and return what it returned while traced.
 
         Checks a user's step before any step runs (its logs' keys size the trackers), and builds
@@ -126,20 +129,20 @@ class LoopStepper(PassStepper):
         seen: list[Any] = []
         failed: list[Exception] = []
 
-        def record(x: Any, y: Any) -> None:
+        def record(data: Any) -> None:
             try:
-                seen.append(fn(x, y))
+                seen.append(fn(data))
             except Exception as error:
                 failed.append(error)
                 raise
 
         try:
             if self._strategy is None:
-                tf.function(record).get_concrete_function(*self._element_spec)
+                tf.function(record).get_concrete_function(self._element_spec)
             else:
                 strategy = self._strategy
-                tf.function(lambda x, y: strategy.run(record, args=(x, y))).get_concrete_function(
-                    *self._element_spec
+                tf.function(lambda data: strategy.run(record, args=(data,))).get_concrete_function(
+                    self._element_spec
                 )
         except Exception:
             if failed:  # as the user's code raised it: tf.function rewrites it into a page
@@ -152,16 +155,22 @@ class LoopStepper(PassStepper):
     def _user_pass(self, fn: Callable[..., Any], role: str) -> _Pass:
         """A pass running the user's ``fn(model, x, y)``, its logs tracked as the contract says."""
         model = self._model
-        traced = trace_user_step(fn, role, lambda: self._probe(lambda x, y: fn(model, x, y)))
+
+        def call(data: Any) -> Any:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            return fn(model, x, y)
+
+        traced = trace_user_step(fn, role, lambda: self._probe(call))
         logs = user_steps.check_logs(traced, role=role, source=fn)
         scalars = {
             key: keras.metrics.Mean(name=key) for key in logs if key != user_steps.PREDICTIONS
         }
         metrics = self._spec.metrics() if user_steps.PREDICTIONS in logs else []
 
-        def track(x: Any, y: Any) -> None:
+        def track(data: Any) -> None:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
             out = fn(model, x, y)
-            size = tf.shape(y)[0]
+            size = batch_rows(x)
             for key, tracker in scalars.items():
                 value = tf.cast(out[key], tf.float32)
                 if key == user_steps.LOSS:
@@ -173,87 +182,49 @@ class LoopStepper(PassStepper):
                 metric.update_state(y, out[user_steps.PREDICTIONS])
 
         every = [*scalars.values(), *metrics]
-        return _Pass(track, track, every, lambda: {m.name: m.result() for m in every})
+        return _Pass(track, every, lambda: {m.name: m.result() for m in every})
 
     # ----------------------------------------------------------------- the model's own step
 
     def _own_pass(self, method: Callable[[Any], Any], role: str) -> _Pass:
-        """A pass running the model's own ``train_step`` / ``test_step``: Keras's logs."""
+        """A pass running the model's own ``train_step`` / ``test_step`` on the batch exactly as
+        ``fit`` hands it: Keras's logs."""
         model = self._model
         # A step may return the results flat (get_metrics_result) or per metric object.
         names = dict.fromkeys([*model.get_metrics_result(), *(m.name for m in model.metrics)])
-        traced = self._probe(lambda x, y: method((x, y)))
+        traced = self._probe(method)
         user_steps.check_own_step_logs(traced, list(names), role=role)
-
-        def run(x: Any, y: Any) -> None:
-            method((x, y))
-
-        return _Pass(run, run, list(model.metrics), model.get_metrics_result)
+        return _Pass(method, list(model.metrics), model.get_metrics_result)
 
     # ----------------------------------------------------------------- the built-in step
 
-    def _total_loss(self, y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        loss = self._loss_fn(y, y_pred)
-        if self._model.losses:
-            loss = loss + tf.add_n(self._model.losses)
-        return loss
-
-    def _track(self, loss: tf.Tensor, y: tf.Tensor, y_pred: tf.Tensor) -> None:
-        self._loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
-        for metric in self._metrics[1:]:
-            metric.update_state(y, y_pred)
-
-    def _results(self) -> dict[str, tf.Tensor]:
-        # Computed in the graph, as fit's train_step returns them: reading them later costs one
-        # copy per value instead of several eager ops per metric.
-        return {metric.name: metric.result() for metric in self._metrics}
-
-    def _train(self, x: tf.Tensor, y: tf.Tensor) -> None:
+    def _train(self, data: Any) -> None:
+        """``fit``'s ``train_step`` written out: the compiled loss (scaled for the replicas
+        under a strategy, as Keras's loss objects scale it), its gradients, one update, and the
+        compiled metrics."""
+        model = self._model
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            y_pred = self._model(x, training=True)
-            loss = self._total_loss(y, y_pred)
-        variables = self._model.trainable_variables
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x, y, y_pred, sample_weight, training=True)
+            model._loss_tracker.update_state(  # the tracker fit logs "loss" with
+                unscale_loss_for_distribution(loss), sample_weight=batch_rows(x)
+            )
+            loss = self._optimizer.scale_loss(loss)
+        variables = model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self._optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self._track(loss, y, y_pred)
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _test(self, x: tf.Tensor, y: tf.Tensor) -> None:
-        y_pred = self._model(x, training=False)
-        self._track(self._total_loss(y, y_pred), y, y_pred)
-
-    def _train_replica(self, x: tf.Tensor, y: tf.Tensor) -> None:
-        """One replica's share of a step: the loss averaged over the *global* batch."""
-        context = tf.distribute.get_replica_context()
-        local = tf.shape(y)[0]
-        # Summed over replicas (and workers): the true size of a short last batch too.
-        global_size = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
-        with tf.GradientTape() as tape:
-            y_pred = self._model(x, training=True)
-            per_example = self._loss_fn.call(y, y_pred)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_size)
-            if self._model.losses:
-                loss = loss + tf.nn.scale_regularization_loss(tf.add_n(self._model.losses))
-        variables = self._model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        # Keras's optimizer all-reduces (sums) the replicas' gradients before updating.
-        self._optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self._track(self._replica_loss(y, y_pred), y, y_pred)
-
-    def _test_replica(self, x: tf.Tensor, y: tf.Tensor) -> None:
-        y_pred = self._model(x, training=False)
-        self._track(self._replica_loss(y, y_pred), y, y_pred)
-
-    def _replica_loss(self, y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        """This replica's mean loss, as one device would report it for these examples.
-
-        Not the loss object's value: under a strategy Keras divides that by the number of
-        replicas (``scale_loss_for_distribution``), and the tracked mean would come out that
-        many times too small.
-        """
-        loss = tf.reduce_mean(self._loss_fn.call(y, y_pred))
-        if self._model.losses:
-            loss = loss + tf.add_n(self._model.losses)
-        return loss
+    def _test(self, data: Any) -> None:
+        model = self._model
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = model(x, training=False)
+        loss = model.compute_loss(x, y, y_pred, sample_weight, training=False)
+        model._loss_tracker.update_state(
+            unscale_loss_for_distribution(loss), sample_weight=batch_rows(x)
+        )
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _many(
         self, step: Callable[..., Any], results: Callable[[], dict[str, tf.Tensor]]
@@ -266,7 +237,7 @@ class LoopStepper(PassStepper):
                 batch = iterator.get_next_as_optional()
                 if not batch.has_value():
                     break
-                step(*batch.get_value())
+                step(batch.get_value())
                 ran += 1
             return ran, results()
 
@@ -279,7 +250,7 @@ class LoopStepper(PassStepper):
             batch = next(iterator, None)
             if batch is None:
                 return 0
-            self._logs = step(*batch)
+            self._logs = step(batch)
             return 1
         ran, self._logs = many(iterator, tf.constant(steps))
         return int(ran)

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from trainways.config import ConfigError
-from trainways.trainers.base import TrainData, build_compiled
+from trainways.trainers.base import TrainData, build_compiled, example_batch
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,12 @@ class Placement:
             return value
         return tf.concat(self.strategy.experimental_local_results(value), axis=0)
 
-    def batch_size(self, y: Any) -> int:
-        """Examples in a batch of labels, summed over every replica of every worker."""
+    def batch_size(self, data: Any) -> int:
+        """Examples in a batch, summed over every replica of every worker."""
+        first = next(part for part in keras.tree.flatten(data) if part is not None)
         if self.strategy is None:
-            return int(y.shape[0])
-        local = self.strategy.run(lambda labels: tf.shape(labels)[0], args=(y,))
+            return int(first.shape[0])
+        local = self.strategy.run(lambda part: tf.shape(part)[0], args=(first,))
         return int(self.strategy.reduce(tf.distribute.ReduceOp.SUM, local, axis=None))
 
 
@@ -113,14 +114,11 @@ def build_for_training(
     per-replica batches, which Keras cannot. One pass over a dummy batch, then a reset, builds
     everything without touching weights or the data pipeline.
     """
-    x_spec, y_spec = element_spec
-    x = tf.zeros([1, *x_spec.shape[1:]], dtype=x_spec.dtype)
-    y = tf.zeros([1, *y_spec.shape[1:]], dtype=y_spec.dtype)
-
+    batch = keras.tree.map_structure(tf.constant, example_batch(element_spec))
     if strategy is None:
-        build_compiled(model, x, y)
+        build_compiled(model, batch)
     else:  # metric variables under a strategy update only in a replica context
-        strategy.run(lambda: build_compiled(model, x, y))
+        strategy.run(lambda: build_compiled(model, batch))
     model.reset_metrics()
     if model.optimizer is not None and not model.optimizer.built:
         with model.distribute_strategy.scope():

@@ -21,7 +21,7 @@ import keras
 import torch
 
 from trainways import steps as user_steps
-from trainways.backends.common import PassStepper
+from trainways.backends.common import PassStepper, batch_rows
 from trainways.config import ConfigError
 from trainways.trainers.base import TrainData, TrainSpec
 
@@ -32,7 +32,7 @@ class _Pass:
 
     def __init__(
         self,
-        step: Callable[[Any, Any], None],
+        step: Callable[[Any], None],
         metrics: list[keras.metrics.Metric],
         results: Callable[[], dict[str, Any]],
     ) -> None:
@@ -54,14 +54,11 @@ class LoopStepper(PassStepper):
     def __init__(self, model: keras.Model, spec: TrainSpec, element_spec: Any, placement: Any):
         self._model = model
         self._spec = spec
-        self._loss_fn = spec.loss
         self._optimizer = model.optimizer
-        self._loss_tracker = keras.metrics.Mean(name="loss")
-        self._metrics = [self._loss_tracker, *spec.metrics()]
         self._logs: dict[str, Any] = {}
         own = user_steps.has_own_step(model)
-        built_in = _Pass(self._train, self._metrics, self._results)
-        built_in_test = _Pass(self._test, self._metrics, self._results)
+        built_in = _Pass(self._train, list(model.metrics), model.get_metrics_result)
+        built_in_test = _Pass(self._test, list(model.metrics), model.get_metrics_result)
         self._passes = {
             "train": self._user_pass(spec.train_step, "step")
             if spec.train_step is not None
@@ -77,35 +74,30 @@ class LoopStepper(PassStepper):
 
     # ----------------------------------------------------------------- the built-in step
 
-    def _total_loss(self, y: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
-        loss = self._loss_fn(y, y_pred)
-        if self._model.losses:
-            loss = loss + sum(self._model.losses)
-        return loss
-
-    def _track(self, loss: torch.Tensor, y: torch.Tensor, y_pred: torch.Tensor) -> None:
-        self._loss_tracker.update_state(loss, sample_weight=y_pred.shape[0])
-        for metric in self._metrics[1:]:
-            metric.update_state(y, y_pred)
-
-    def _results(self) -> dict[str, Any]:
-        return {metric.name: metric.result() for metric in self._metrics}
-
-    def _train(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _track(self, loss: torch.Tensor, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> None:
         model = self._model
+        model._loss_tracker.update_state(loss, sample_weight=batch_rows(x))  # fit's "loss"
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _train(self, data: Any) -> None:
+        model = self._model
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = model(x, training=True)
         model.zero_grad()  # the gradients left on the variables by the previous step
-        loss = self._total_loss(y, y_pred)
-        self._track(loss, y, y_pred)
-        loss.backward()
+        loss = model.compute_loss(x, y, y_pred, sample_weight, training=True)
+        self._track(loss, x, y, y_pred, sample_weight)
+        self._optimizer.scale_loss(loss).backward()
         variables = model.trainable_variables
         with torch.no_grad():
             self._optimizer.apply([v.value.grad for v in variables], variables)
 
-    def _test(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _test(self, data: Any) -> None:
+        model = self._model
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with torch.no_grad():
-            y_pred = self._model(x, training=False)
-            self._track(self._total_loss(y, y_pred), y, y_pred)
+            y_pred = model(x, training=False)
+            loss = model.compute_loss(x, y, y_pred, sample_weight, training=False)
+            self._track(loss, x, y, y_pred, sample_weight)
 
     # ----------------------------------------------------------------- a user's step function
 
@@ -119,7 +111,8 @@ class LoopStepper(PassStepper):
         metrics: list[keras.metrics.Metric] = []
         every: list[keras.metrics.Metric] = []
 
-        def step(x: Any, y: Any) -> None:
+        def step(data: Any) -> None:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
             out = fn(model, x, y)
             if not every:
                 logs = user_steps.check_logs(out, role=role, source=fn)
@@ -131,7 +124,7 @@ class LoopStepper(PassStepper):
                 every.extend([*scalars.values(), *metrics])
             with torch.no_grad():
                 for key, tracker in scalars.items():
-                    tracker.update_state(out[key], sample_weight=y.shape[0])
+                    tracker.update_state(out[key], sample_weight=batch_rows(x))
                 for metric in metrics:
                     metric.update_state(y, out[user_steps.PREDICTIONS])
 
@@ -145,8 +138,8 @@ class LoopStepper(PassStepper):
         names = list(dict.fromkeys([*model.get_metrics_result(), *(m.name for m in model.metrics)]))
         checked: list[bool] = []
 
-        def step(x: Any, y: Any) -> None:
-            logs = method((x, y))
+        def step(data: Any) -> None:
+            logs = method(data)
             if not checked:
                 user_steps.check_own_step_logs(logs, names, role=role)
                 checked.append(True)
@@ -161,10 +154,10 @@ class LoopStepper(PassStepper):
         Only for a throwaway model: the step changes its weights. (The TensorFlow and JAX
         steppers check by tracing, which changes nothing.)
         """
-        x, y = next(data.train.as_numpy_iterator())
+        first = _tensors(next(data.train.as_numpy_iterator()))
         for role, kind in zip(("step", "test_step"), self._passes.values(), strict=True):
             try:
-                kind.step(*_tensors(x, y))
+                kind.step(first)
             except ConfigError:
                 raise
             except Exception as error:  # the user's code: its first line is the point
@@ -175,8 +168,8 @@ class LoopStepper(PassStepper):
 
     def _steps(self, kind: _Pass, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
         ran = 0
-        for x, y in iterator:
-            kind.step(*_tensors(x, y))
+        for data in iterator:
+            kind.step(_tensors(data))
             ran += 1
             if ran == steps:
                 break
@@ -191,6 +184,6 @@ class LoopStepper(PassStepper):
         return self._steps(self._passes["test"], iterator, steps)
 
 
-def _tensors(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """A NumPy batch as tensors on Keras's device."""
-    return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+def _tensors(data: Any) -> Any:
+    """A NumPy batch (any structure) as tensors on Keras's device."""
+    return keras.tree.map_structure(keras.ops.convert_to_tensor, data)

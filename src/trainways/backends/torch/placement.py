@@ -20,12 +20,12 @@ class _TensorBatches:
         self._batches = batches
         self.cardinality = getattr(batches, "cardinality", None)  # how many, for the driver
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def __iter__(self) -> Iterator[Any]:
         batches = self._batches
         if hasattr(batches, "as_numpy_iterator"):  # a dataset given to the library
             batches = batches.as_numpy_iterator()
-        for x, y in batches:
-            yield keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+        for data in batches:
+            yield keras.tree.map_structure(keras.ops.convert_to_tensor, data)
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class Placement:
             validation=None if validation is None else _TensorBatches(validation),
         )
 
-    def batch_size(self, y: Any) -> int:
-        return int(y.shape[0])
+    def batch_size(self, data: Any) -> int:
+        """Examples in the batch ``data`` (its first input's rows)."""
+        return int(next(part for part in keras.tree.flatten(data) if part is not None).shape[0])
 
     def gather(self, value: Any) -> Any:
         return value
