@@ -12,19 +12,15 @@ would) and ``fit``'s keyword arguments, fresh for every call (a generator is use
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import trainways  # noqa: E402
-from trainways.config import ConfigError  # noqa: E402
-from trainways.data.errors import DataError  # noqa: E402
+import trainways
+from trainways.config import ConfigError
+from trainways.data.errors import DataError
 
 N, FEATURES, CLASSES, BATCH, EPOCHS = 48, 6, 3, 16, 2
 RNG = np.random.default_rng(0)
@@ -152,9 +148,7 @@ def main() -> None:
     table: dict[str, str] = {}
     for kind, (build, arguments) in KINDS.items():
         reference = build()
-        expected = reference.fit(
-            **arguments(), epochs=EPOCHS, shuffle=False, verbose=0
-        ).history
+        expected = reference.fit(**arguments(), epochs=EPOCHS, shuffle=False, verbose=0).history
         for method in METHODS:
             model = build()
             try:

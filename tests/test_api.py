@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import keras
@@ -13,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 import trainways
+import trainways.rundir
 from trainways.config import ConfigError
 
 from helpers import Spy, toy_problem
@@ -284,3 +288,93 @@ def test_the_clis_training_options_act_in_the_library_too():
     # Two executions of two steps per epoch: fit's batch indices 0-1 and 2-3.
     ends = [index for hook, index in spy.calls if hook == "on_train_batch_end"]
     assert ends == [1, 3] * 3
+
+
+# --------------------------------------------------------------- out=: the run directory
+
+
+class _SigintAt(keras.callbacks.Callback):
+    """Sends this process SIGINT after training batch ``batch`` of epoch ``epoch``: trainways'
+    stop records it at the end of that batch."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _fit_into(out, method, callbacks=()):
+    model = _model()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    x, y = toy_problem()
+    history = trainways.fit(
+        model, x, y, epochs=3, batch_size=32, validation_split=0.2, verbose=0, seed=5,
+        method=method, out=out, callbacks=list(callbacks),
+    )  # fmt: skip
+    return model, history
+
+
+@pytest.mark.parametrize("method", ["fit", "batch", "loop"])
+def test_out_stopped_mid_epoch_resumes_by_calling_again_to_the_unbroken_run(method, tmp_path):
+    unbroken, _ = _fit_into(tmp_path / "unbroken", method)
+    with pytest.raises(SystemExit) as stop:
+        _fit_into(tmp_path / "run", method, [_SigintAt(epoch=1, batch=2)])
+    assert stop.value.code == 130
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["epochs_completed"] == 1
+    assert "trainways.fit resumes" in status["resume"]
+    model, history = _fit_into(tmp_path / "run", method)
+    assert history.epoch == [1, 2]  # the epochs this call trained
+    for mine, theirs in zip(model.get_weights(), unbroken.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    run = tmp_path / "run"
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"
+    assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3  # the header and every epoch once
+    assert json.loads((run / "config.json").read_text())["fit"]["seed"] == 5
+
+
+def test_out_of_a_completed_run_is_refused_in_one_line(tmp_path):
+    _fit_into(tmp_path / "run", "fit")
+    with pytest.raises(trainways.rundir.RunDirError, match="already completed; pass a new out"):
+        _fit_into(tmp_path / "run", "fit")
+
+
+def test_out_resumed_with_another_method_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        _fit_into(tmp_path / "run", "fit", [_SigintAt(epoch=1, batch=0)])
+    with pytest.raises(ConfigError, match="resumes a run of method='fit', not 'loop'"):
+        _fit_into(tmp_path / "run", "loop")
+
+
+def test_a_generator_resumes_at_the_epoch_boundary_and_says_so(tmp_path, capsys):
+    x, y = toy_problem(96)
+
+    def batches():
+        while True:
+            for start in range(0, 96, 32):
+                yield x[start : start + 32], y[start : start + 32]
+
+    def run(callbacks=()):
+        model = _model()
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        return trainways.fit(
+            model, batches(), epochs=2, steps_per_epoch=3, verbose=0, out=tmp_path / "run",
+            callbacks=list(callbacks), seed=1,
+        )  # fmt: skip
+
+    with pytest.raises(SystemExit):
+        run([_SigintAt(epoch=1, batch=1)])
+    capsys.readouterr()
+    history = run()
+    assert history.epoch == [1]
+    said = "a generator stream cannot say where it was, so epoch 2 trains on the batches it"
+    assert said in capsys.readouterr().err
+    assert said in (tmp_path / "run" / "train.log").read_text()

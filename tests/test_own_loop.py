@@ -379,6 +379,6 @@ def test_a_changed_epochs_is_refused_and_the_hint_is_the_whole_command(tmp_path,
     assert status["state"] == "interrupted" and status["epochs_completed"] == 2
     assert status["resume"] == f"python train.py --out 'my run' --epochs 4 (Loop resumes {out})"
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(ConfigError, match="resumes a run of 4 epochs, not 1: pass epochs=4"):
+    with pytest.raises(ConfigError, match="resumes a run of epochs=4, not 1: pass epochs=4"):
         _own(_model(), epochs=1, out=out)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

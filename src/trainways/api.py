@@ -13,16 +13,28 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import keras
+import numpy as np
 
+from trainways import rundir
 from trainways.backends import current
 from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig, replace
 from trainways.data import prepare_inputs
-from trainways.lifecycle import RunLife
+from trainways.lifecycle import (
+    LibraryRun,
+    RunLife,
+    configure_logging,
+    open_library_run,
+    script_command,
+    script_name,
+    warner,
+)
 from trainways.steps import StepFn, check_step
+from trainways.stops import EXIT_OK
 from trainways.trainers import TrainData, TrainSpec, get_trainer
 from trainways.training import build_optimizer_for, make_spec, schedule_callbacks, seed_everything
 
@@ -60,6 +72,7 @@ def fit(
     *,
     method: str = "fit",
     seed: int | None = None,
+    out: str | Path | None = None,
     tracking: str | bool | None = None,
     backend: str | None = None,
     step: StepFn | None = None,
@@ -91,6 +104,12 @@ def fit(
         seed: Seeds Python, NumPy, the backend and the shuffling. ``None`` draws the shuffle
             seed from NumPy's global generator, so a script seeded the Keras way
             (``keras.utils.set_random_seed``) repeats itself.
+        out: A run directory, as ``trainways train --out`` writes one: ``status.json``,
+            ``train.log``, ``history.csv``, a checkpoint (weights and optimizer state) after
+            every epoch, ``model.keras`` and ``metrics.json`` at the end. Calling again with
+            the same ``out`` (running the script again) resumes a stopped run after its last
+            checkpointed epoch; a stop (Ctrl-C, SIGTERM, a non-finite loss) is recorded there
+            and ends the script with ``trainways train``'s exit status. ``None``: no files.
         tracking: Log the training to MLflow at this tracking URI (``True``:
             ``$MLFLOW_TRACKING_URI``, else ``sqlite:///runs/mlflow.db``); see
             :mod:`trainways.tracking`.
@@ -135,43 +154,124 @@ def fit(
     for role, fn in (("step", step), ("test_step", test_step)):
         if fn is not None:
             check_step(fn, role=role, arguments=backend_module.STEP_ARGUMENTS)
+    opened = None
+    if out is not None:
+        out = Path(out)
+        opened = open_library_run(
+            out,
+            kind="fit",
+            caller=f"trainways.fit(out={str(out)!r})",
+            fixed={"seed": seed, "epochs": epochs, "method": method},
+        )
+    try:
+        return _fit(
+            model,
+            config,
+            compiled=compiled,
+            backend=backend_module,
+            out=out,
+            opened=opened,
+            data_arguments={
+                "x": x,
+                "y": y,
+                "sample_weight": sample_weight,
+                "class_weight": class_weight,
+                "batch_size": batch_size,
+                "shuffle": shuffle,
+                "steps_per_epoch": steps_per_epoch,
+                "validation_split": validation_split,
+                "validation_data": validation_data,
+                "validation_batch_size": validation_batch_size,
+                "validation_steps": validation_steps,
+            },
+            spec_changes={
+                "initial_epoch": initial_epoch,
+                "validation_freq": validation_freq
+                if isinstance(validation_freq, int)
+                else tuple(validation_freq),
+                "verbose": 1 if verbose == "auto" else int(verbose),
+            },
+            callbacks=list(callbacks or []),
+            options=options,
+            steps=(step, test_step),
+        )
+    finally:
+        if opened is not None:
+            configure_logging(None, quiet=True)  # closes train.log
+            opened.lock.release()
+
+
+def _fit(
+    model: keras.Model,
+    config: TrainConfig,
+    *,
+    compiled: bool,
+    backend: ModuleType,
+    out: Path | None,
+    opened: LibraryRun | None,
+    data_arguments: dict[str, Any],
+    spec_changes: dict[str, Any],
+    callbacks: list[keras.callbacks.Callback],
+    options: dict[str, Any],
+    steps: tuple[StepFn | None, StepFn | None],
+) -> keras.callbacks.History:
+    """:func:`fit` once its arguments are checked (and ``out``, if any, is locked)."""
+    resume_from = opened.resume_from if opened is not None else None
+    if opened is not None and config.seed is None:
+        # A run directory resumes its shuffling only with the seed it started with: recorded,
+        # or drawn from NumPy's generator (so a script seeded the Keras way repeats itself).
+        recorded = opened.settings.get("seed")
+        seed = recorded if recorded is not None else int(np.random.randint(0, 2**31 - 1))
+        config = replace(config, seed=seed)
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
-    inputs = prepare_inputs(
-        x,
-        y,
-        sample_weight=sample_weight,
-        class_weight=class_weight,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        steps_per_epoch=steps_per_epoch,
-        validation_split=validation_split,
-        validation_data=validation_data,
-        validation_batch_size=validation_batch_size,
-        validation_steps=validation_steps,
-        tensorflow=True,
-    )
-    data = _train_data(inputs, validation_steps)
+    inputs = prepare_inputs(**data_arguments, seed=config.seed, tensorflow=True)
+    data = _train_data(inputs, data_arguments["validation_steps"])
     spec = dataclasses.replace(
-        _spec(model, config, compiled, backend_module, options, step, test_step),
-        initial_epoch=initial_epoch,
-        validation_freq=validation_freq
-        if isinstance(validation_freq, int)
-        else tuple(validation_freq),
-        verbose=1 if verbose == "auto" else int(verbose),
+        _spec(model, config, compiled, backend, options, *steps), **spec_changes
     )
-    life = RunLife(None, as_run, quiet=True)
-    life.start(lambda: _tracker(config), log=False)  # a library leaves logging to its user
-    # The library call leaves signals, NaN stops and epoch lines to its user's callbacks.
-    all_callbacks = life.callbacks([*schedule_callbacks(as_run), *(callbacks or [])], guards=False)
+    life = RunLife(
+        out,
+        as_run,
+        quiet=True,  # the progress is Keras's (verbose); the epoch lines go to train.log
+        resume_from=resume_from,
+        resume_hint=f"{script_command()} (trainways.fit resumes {out})" if out else None,
+    )
+    if out is not None:
+        settings = {
+            "method": config.method,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "inputs": inputs.kind,
+            "backend": keras.backend.backend(),
+            "script": script_name(),
+        }
+        rundir.write_json(out / rundir.CONFIG, {"fit": settings})
+        spec = dataclasses.replace(spec, initial_epoch=life.first_epoch)
+    life.start(lambda: _tracker(config, out), log=out is not None)
+    if resume_from is not None and data.stream and inputs.resume == "epoch":
+        # Epochs taken from one stream: a new stream starts where the old one started.
+        said = (
+            f"resuming {out} after epoch {resume_from.epoch}: a {inputs.kind} stream cannot say "
+            f"where it was, so epoch {resume_from.epoch + 1} trains on the batches it yields from "
+            "now on"
+        )
+        warner(quiet=True)(said)  # train.log and stderr
+    schedule = [*schedule_callbacks(as_run), *callbacks]
+    # Without a run directory the library call leaves signals, NaN stops and epoch lines to its
+    # user's callbacks; a run directory has them all.
+    all_callbacks = life.callbacks(schedule, best_monitor=None, guards=out is not None)
     history: keras.callbacks.History | None = None
 
     def train_model() -> None:
         nonlocal history
-        history = get_trainer(config.method, backend_module)(model, data, spec, all_callbacks)
+        history = get_trainer(config.method, backend)(model, data, spec, all_callbacks)
+        life.complete(model)
 
-    life.run(train_model)
+    code = life.run(train_model)
+    if code != EXIT_OK:
+        raise SystemExit(code)  # recorded in out, with how to resume: as trainways train ends
     assert history is not None
     return history
 
@@ -271,7 +371,7 @@ def _compiled_metrics(model: keras.Model) -> list[keras.metrics.Metric]:
     return fresh
 
 
-def _tracker(config: TrainConfig) -> keras.callbacks.Callback | None:
+def _tracker(config: TrainConfig, out: Path | None) -> keras.callbacks.Callback | None:
     """The MLflow callback ``config.tracking`` asks for, its params the options."""
     if config.tracking is None:
         return None
@@ -282,7 +382,7 @@ def _tracker(config: TrainConfig) -> keras.callbacks.Callback | None:
     params = run_params(
         {"train": options}, backend=keras.backend.backend(), method=config.method, seed=config.seed
     )
-    return MlflowTracking.for_library(config.tracking, params=params)
+    return MlflowTracking.for_library(config.tracking, params=params, run_dir=out)
 
 
 def _refuse_run_options(config: TrainConfig) -> None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ import keras
 
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
-from trainways.config import RunConfig
+from trainways.config import ConfigError, RunConfig
 from trainways.files import NoFollowFileHandler
 from trainways.stops import (
     EXIT_FAILED,
@@ -444,3 +446,107 @@ class RunLife:
 
         outcome = self._outcome
         tracker.run.end(FINISHED if outcome is None else status_of_error(outcome))
+
+
+def script_name() -> str:
+    """The script this process runs (recorded in a library run's ``config.json``)."""
+    return sys.argv[0] if sys.argv and sys.argv[0] else "your script"
+
+
+def script_command() -> str:
+    """The command that ran this script, arguments and all, as a shell reads it: how a library
+    run resumes."""
+    if not sys.argv or not sys.argv[0]:
+        return "your script (run it again)"
+    return shlex.join(["python", *sys.argv])
+
+
+@dataclass(frozen=True)
+class LibraryRun:
+    """A library call's run directory, opened by :func:`open_library_run`.
+
+    Attributes:
+        lock: Held until the run ends: the script run twice into the same ``out`` is refused.
+        resume_from: The checkpoint a resumed run starts from (``None``: a new run, or one
+            killed before its first checkpoint, started over).
+        settings: What the run recorded in ``config.json`` when it started (``{}`` if new).
+    """
+
+    lock: rundir.RunDirLock
+    resume_from: checkpoint.Checkpoint | None
+    settings: dict[str, Any]
+
+
+def open_library_run(out: Path, *, kind: str, caller: str, fixed: Mapping[str, Any]) -> LibraryRun:
+    """Start or resume the run a library call (``trainways.fit``, ``trainways.Loop``) makes in
+    ``out``: the one way both take a run directory.
+
+    A new (or empty) ``out`` is prepared; one that holds a run of this ``kind`` that stopped is
+    resumed from its last checkpoint, with what a roll-back needs checked here. Nothing is
+    written before the lock is held.
+
+    Args:
+        out: The run directory.
+        kind: The ``config.json`` section the caller records its settings under (``"fit"``,
+            ``"loop"``).
+        caller: How the user called it, for messages (``"Loop(out='runs/a')"``).
+        fixed: Settings a resumed run must keep (``{"seed": 3, "epochs": 10}``): a value that
+            differs from the recorded one is refused (``None`` given: take the recorded one).
+
+    Raises:
+        RunDirError: ``out`` holds a completed run, another kind of run, or lost checkpoints.
+        ConfigError: A fixed setting differs from the recorded run's.
+        RunDirBusy: Another process writes ``out``.
+    """
+    held = rundir.lock(out, create=True, advice="wait for it, or pass another out")
+    try:
+        resume_from, settings = _start_or_resume(out, kind, caller, fixed)
+    except BaseException:
+        held.release()
+        raise
+    return LibraryRun(held, resume_from, settings)
+
+
+def _start_or_resume(
+    out: Path, kind: str, caller: str, fixed: Mapping[str, Any]
+) -> tuple[checkpoint.Checkpoint | None, dict[str, Any]]:
+    status = rundir.read_status(out) if out.is_dir() else None
+    if status is None:
+        if not _killed_at_start(out, kind):
+            rundir.prepare(out, overwrite=False)
+        return None, {}
+    if status.get("state") == rundir.COMPLETED:
+        raise rundir.RunDirError(f"{caller}: that run is already completed; pass a new out")
+    saved = rundir.read_config(out)
+    if kind not in saved:
+        raise rundir.RunDirError(
+            f"{caller}: that is not a run of {kind} ({', '.join(saved) or 'no settings'} in its "
+            f"{rundir.CONFIG}): pass a new out"
+        )
+    settings = dict(saved[kind])
+    for name, value in fixed.items():
+        recorded = settings.get(name)
+        if value is not None and recorded is not None and value != recorded:
+            raise ConfigError(
+                f"{caller} resumes a run of {name}={recorded!r}, not {value!r}: pass "
+                f"{name}={recorded!r}, or a new out"
+            )
+    resume_from = checkpoint.load_checkpoint(out, warn=warn_stderr)
+    lost = checkpoint.lost_checkpoints(out, status, resume_from)
+    if lost is not None:
+        raise rundir.RunDirError(
+            f"{caller}: {lost} but no usable checkpoint is left in "
+            f"{out / rundir.CHECKPOINTS}: pass a new out to start over"
+        )
+    return resume_from, settings
+
+
+def _killed_at_start(out: Path, kind: str) -> bool:
+    """Whether ``out`` holds only what a library run of ``kind`` writes before its status
+    (:func:`trainways.rundir.killed_before_status`): a run killed at its start, started over."""
+    if not rundir.killed_before_status(out):
+        return False
+    try:
+        return kind in rundir.read_config(out)
+    except rundir.RunDirError:
+        return False

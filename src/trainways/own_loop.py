@@ -22,7 +22,6 @@ ends (a stop, an error in the script, a resume with other settings) belongs to i
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,10 +30,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainways import checkpoint, rundir, steps
+from trainways import rundir, steps
 from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, TrainConfig
-from trainways.lifecycle import LOG, RunLife, configure_logging, warn_stderr
+from trainways.lifecycle import (
+    LOG,
+    RunLife,
+    configure_logging,
+    open_library_run,
+    script_command,
+    script_name,
+)
 from trainways.stops import TrainingStopped
 from trainways.trainers.batch import WeightedMeans
 
@@ -178,58 +184,20 @@ class Loop:
 
     def _open_run_dir(self, seed: int | None, epochs: int) -> int | None:
         """Start or resume the run in ``out``; return the seed a resumed run recorded."""
-        out = self._out
-        # Held until the run ends: the script run twice into the same out is refused.
-        self._lock = rundir.lock(out, create=True, advice="wait for it, or pass another out")
-        try:
-            return self._start_or_resume(seed, epochs)
-        except BaseException:
-            self._release()
-            raise
+        assert self._out is not None
+        opened = open_library_run(
+            self._out,
+            kind="loop",
+            caller=f"Loop(out={str(self._out)!r})",
+            fixed={"seed": seed, "epochs": epochs},
+        )
+        self._lock, self._resume_from = opened.lock, opened.resume_from
+        return opened.settings.get("seed")
 
     def _release(self) -> None:
         """Let another process (or Loop) write ``out``: the run has ended here."""
         if self._lock is not None:
             self._lock.release()
-
-    def _start_or_resume(self, seed: int | None, epochs: int) -> int | None:
-        out = self._out
-        status = rundir.read_status(out) if out.is_dir() else None
-        if status is None:
-            if not _killed_at_start(out):
-                rundir.prepare(out, overwrite=False)
-            return None
-        if status.get("state") == rundir.COMPLETED:
-            raise rundir.RunDirError(
-                f"Loop(out={str(out)!r}): that run is already completed; pass a new out"
-            )
-        saved = rundir.read_config(out)
-        if "loop" not in saved:
-            raise rundir.RunDirError(
-                f"Loop(out={str(out)!r}): that is a trainways train run, not a Loop's: pass a "
-                "new out"
-            )
-        recorded = saved["loop"].get("seed")
-        if seed is not None and recorded is not None and seed != recorded:
-            raise ConfigError(
-                f"Loop(out={str(out)!r}) resumes a run seeded {recorded}, not {seed}: pass "
-                f"seed={recorded} (or seed=None), or a new out"
-            )
-        # Its checkpoints, history and status count epochs of that many.
-        planned = saved["loop"].get("epochs")
-        if planned is not None and planned != epochs:
-            raise ConfigError(
-                f"Loop(out={str(out)!r}) resumes a run of {planned} epochs, not {epochs}: pass "
-                f"epochs={planned}, or a new out"
-            )
-        self._resume_from = checkpoint.load_checkpoint(out, warn=warn_stderr)
-        lost = checkpoint.lost_checkpoints(out, status, self._resume_from)
-        if lost is not None:
-            raise rundir.RunDirError(
-                f"Loop(out={str(out)!r}): {lost} but no usable checkpoint is left in "
-                f"{out / rundir.CHECKPOINTS}: pass a new out to start over"
-            )
-        return recorded
 
     def _setup_callbacks(self, epochs: int) -> None:
         out = self._out
@@ -238,12 +206,18 @@ class Loop:
             self._config,
             quiet=not self._verbose,
             resume_from=self._resume_from,
-            resume_hint=f"{_command()} (Loop resumes {out})" if out else None,
+            resume_hint=f"{script_command()} (Loop resumes {out})" if out else None,
         )
         if out is not None:
             rundir.write_json(
                 out / rundir.CONFIG,
-                {"loop": {"epochs": epochs, **_loop_settings(self._config), "script": _script()}},
+                {
+                    "loop": {
+                        "epochs": epochs,
+                        **_loop_settings(self._config),
+                        "script": script_name(),
+                    }
+                },
             )
         self._life.start(self._make_tracker)
         callbacks = self._life.callbacks(
@@ -542,25 +516,3 @@ def _loop_settings(config: RunConfig) -> dict[str, Any]:
         "seed": config.train.seed,
         "backend": keras.backend.backend(),
     }
-
-
-def _script() -> str:
-    return sys.argv[0] if sys.argv and sys.argv[0] else "your script"
-
-
-def _command() -> str:
-    """The command that ran this script, arguments and all, as a shell reads it."""
-    if not sys.argv or not sys.argv[0]:
-        return "your script (run it again)"
-    return shlex.join(["python", *sys.argv])
-
-
-def _killed_at_start(out: Path) -> bool:
-    """Whether ``out`` holds only what a Loop writes before its status
-    (:func:`trainways.rundir.killed_before_status`): a Loop killed at its start, started over."""
-    if not rundir.killed_before_status(out):
-        return False
-    try:
-        return "loop" in rundir.read_config(out)
-    except rundir.RunDirError:
-        return False
