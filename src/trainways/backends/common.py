@@ -88,5 +88,9 @@ class PassStepper:
         self._logs = {}
 
     def results(self) -> dict[str, float]:
-        """The last execution's logs, as Python floats."""
-        return {name: float(value) for name, value in self._logs.items()}
+        """The last execution's logs as ``fit`` reports them: nested dicts (a step returning
+        ``compile_metrics``' results whole) flattened, values as Python floats, by Keras's own
+        ``pythonify_logs``."""
+        from keras.src.utils.python_utils import pythonify_logs
+
+        return pythonify_logs(dict(self._logs))

@@ -154,18 +154,20 @@ def compile_model(model: keras.Model, spec: TrainSpec) -> None:
 
 
 def build_compiled(model: keras.Model, batch: Any) -> None:
-    """Build the compiled loss and metrics from one dummy batch, as ``fit`` does on first use.
+    """Build what ``fit`` builds before its first step — the model, the compiled loss and
+    metrics, the optimizer — from one batch's shapes, as ``fit`` does: symbolically
+    (``Model._symbolic_build``), so nothing runs and no weight or metric changes.
 
-    The forward pass changes no weight; call ``model.reset_metrics()`` after it. A model
-    compiled without a loss (a :class:`trainways.Loop`'s may be) builds its metrics only.
+    A model with its own ``train_step`` that cannot be called (a GAN, with no ``call()``) is
+    left to build itself in its first step, as ``fit`` on TensorFlow leaves it.
     """
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-    y_pred = model(x, training=False)
-    if y is None:
-        return
-    if model.loss is not None:
-        model.compute_loss(x, y, y_pred, sample_weight)
-    model.compute_metrics(x, y, y_pred, sample_weight)
+    from trainways.steps import has_own_step
+
+    try:
+        model._symbolic_build(data_batch=batch)
+    except RuntimeError:  # Keras's "Unable to automatically build the model"
+        if not has_own_step(model):
+            raise
 
 
 def example_batch(element_spec: Any) -> Any:
@@ -181,11 +183,8 @@ def example_batch(element_spec: Any) -> Any:
 
 def build_before_training(model: keras.Model, element_spec: Any) -> None:
     """Build what ``fit`` builds on first use — compiled loss and metrics, the optimizer — once,
-    from a batch of zeros; the metrics are reset after it."""
+    from the shapes of a batch (:func:`build_compiled`)."""
     build_compiled(model, example_batch(element_spec))
-    model.reset_metrics()
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
 
 
 def steps_of(dataset: Any) -> int | None:

@@ -72,24 +72,31 @@ class LoopStepper(PassStepper):
         self._spec = spec
         self._placement = placement
         self._example = example_batch(element_spec)
-        own = user_steps.has_own_step(model)
         if spec.train_step is not None:
             train = self._user_pass(spec.train_step, "step", train=True)
-        elif own:
+        elif user_steps.has_own_step(model):
             train = self._own_pass(model.train_step, "train_step", train=True)
         else:
             train = _Pass(self._train_step, True, list(model.metrics))
-        if spec.test_step is not None:
-            test = self._user_pass(spec.test_step, "test_step", train=False)
-        elif own:
-            test = self._own_pass(model.test_step, "test_step", train=False)
-        else:
-            test = _Pass(self._test_step, False, list(model.metrics))
-        self._passes = {"train": train, "test": test}
-        self._compiled = {
-            name: jax.jit(kind.step, donate_argnums=0) for name, kind in self._passes.items()
-        }
+        self._passes: dict[str, _Pass] = {}
+        self._compiled: dict[str, Any] = {}
+        self._add("train", train)
+        if spec.test_step is not None:  # the user's: checked now, before any step runs
+            self._add("test", self._user_pass(spec.test_step, "test_step", train=False))
         self._logs: dict[str, float] = {}
+
+    def _add(self, kind: str, pass_: _Pass) -> None:
+        self._passes[kind] = pass_
+        self._compiled[kind] = jax.jit(pass_.step, donate_argnums=0)
+
+    def _make_test(self) -> _Pass:
+        """The validation pass, made when the first validation runs: a run without validation
+        data never traces a test step (a model whose Keras ``test_step`` cannot run, a GAN's,
+        trains)."""
+        model = self._model
+        if user_steps.has_own_step(model):  # goes with its train_step, or with the user's step
+            return self._own_pass(model.test_step, "test_step", train=False)
+        return _Pass(self._test_step, False, list(model.metrics))
 
     # ----------------------------------------------------------------- the built-in step
 
@@ -216,6 +223,8 @@ class LoopStepper(PassStepper):
         return (*weights, [v.value for v in self._optimizer.variables]) if optimizer else weights
 
     def _run(self, kind: str, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        if kind not in self._passes:
+            self._add(kind, self._make_test())
         pass_, compiled = self._passes[kind], self._compiled[kind]
         metric_vars = [v.value for m in pass_.metrics for v in m.variables]
         state = (*self._weights(optimizer=pass_.optimizer), metric_vars)
@@ -237,7 +246,7 @@ class LoopStepper(PassStepper):
                 [v for m in pass_.metrics for v in m.variables], metric_vars, strict=True
             ):
                 variable.assign(value)
-            self._logs = {name: float(value) for name, value in logs.items()}
+            self._logs = logs
         return ran
 
     # ----------------------------------------------------------------- the Stepper protocol

@@ -75,23 +75,30 @@ class LoopStepper(PassStepper):
         self._element_spec = element_spec
         self._spec = spec
         self._logs: dict[str, tf.Tensor] = {}
-        own = user_steps.has_own_step(model)
-        built_in = list(model.metrics)
         if spec.train_step is not None:
             train = self._user_pass(spec.train_step, "step")
-        elif own:
+        elif user_steps.has_own_step(model):
             train = self._own_pass(model.train_step, "train_step")
         else:
-            train = _Pass(self._train, built_in, model.get_metrics_result)
-        if spec.test_step is not None:
-            test = self._user_pass(spec.test_step, "test_step")
-        elif own:  # the model's test_step goes with its train_step, or with the user's step
-            test = self._own_pass(model.test_step, "test_step")
-        else:
-            test = _Pass(self._test, built_in, model.get_metrics_result)
-        self._passes = {"train": train, "test": test}
+            train = _Pass(self._train, list(model.metrics), model.get_metrics_result)
+        self._passes = {"train": train}
         self._train_step, self._train_many = self._compile(train, spec.jit_compile)
-        self._test_step, self._test_many = self._compile(test, spec.jit_compile)
+        self._test_step: Any = None
+        self._test_many: Any = None
+        if spec.test_step is not None:  # the user's: checked now, before any step runs
+            self._add_test(self._user_pass(spec.test_step, "test_step"))
+
+    def _add_test(self, test: _Pass) -> None:
+        self._passes["test"] = test
+        self._test_step, self._test_many = self._compile(test, self._spec.jit_compile)
+
+    def _make_test(self) -> _Pass:
+        """The validation pass, made when the first validation runs: a run without validation
+        data never traces a test step (a GAN's Keras ``test_step`` has no loss to compute)."""
+        model = self._model
+        if user_steps.has_own_step(model):  # goes with its train_step, or with the user's step
+            return self._own_pass(model.test_step, "test_step")
+        return _Pass(self._test, list(model.metrics), model.get_metrics_result)
 
     # ----------------------------------------------------------------- compiling a pass
 
@@ -259,4 +266,6 @@ class LoopStepper(PassStepper):
         return self._steps(self._train_step, self._train_many, iterator, steps)
 
     def test_steps(self, iterator: Iterator[tuple[Any, Any]], steps: int) -> int:
+        if self._test_step is None:
+            self._add_test(self._make_test())
         return self._steps(self._test_step, self._test_many, iterator, steps)

@@ -11,6 +11,7 @@ workers, shards between them), and run their steps under ``strategy.run``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from trainways.config import ConfigError
-from trainways.trainers.base import TrainData, build_compiled, example_batch
+from trainways.trainers.base import TrainData, build_before_training
 
 
 @dataclass(frozen=True)
@@ -111,18 +112,11 @@ def build_for_training(
     Callbacks in ``mode="auto"`` (``EarlyStopping``, ``ModelCheckpoint``) look up whether a
     metric should rise or fall in ``model.metrics``, which lists compiled metrics only once they
     are built; and ``train_on_batch`` under a strategy would otherwise try to build them from
-    per-replica batches, which Keras cannot. One pass over a dummy batch, then a reset, builds
-    everything without touching weights or the data pipeline.
+    per-replica batches, which Keras cannot. Keras's symbolic build from the batch's shapes,
+    under the strategy as ``fit`` does it, builds everything without running anything.
     """
-    batch = keras.tree.map_structure(tf.constant, example_batch(element_spec))
-    if strategy is None:
-        build_compiled(model, batch)
-    else:  # metric variables under a strategy update only in a replica context
-        strategy.run(lambda: build_compiled(model, batch))
-    model.reset_metrics()
-    if model.optimizer is not None and not model.optimizer.built:
-        with model.distribute_strategy.scope():
-            model.optimizer.build(model.trainable_variables)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        build_before_training(model, element_spec)
 
 
 def _work_around_keras_multiworker(model: keras.Model) -> None:
