@@ -123,6 +123,30 @@ KINDS: dict[str, tuple[Callable[[], keras.Model], Callable[[], dict[str, Any]]]]
         _single,
         lambda: {"x": X, "y": Y, "batch_size": BATCH, "validation_data": (X[:20], Y[:20])},
     ),
+    "validation_freq": (
+        _single,
+        lambda: {
+            "x": X,
+            "y": Y,
+            "batch_size": BATCH,
+            "validation_split": 0.25,
+            "validation_freq": 2,
+        },
+    ),  # fmt: skip
+    "validation_steps": (
+        _single,
+        lambda: {
+            "x": X,
+            "y": Y,
+            "batch_size": BATCH,
+            "validation_data": _tf_dataset(),
+            "validation_steps": 1,
+        },
+    ),  # fmt: skip
+    "initial_epoch": (
+        _single,
+        lambda: {"x": X, "y": Y, "batch_size": BATCH, "initial_epoch": 1},
+    ),
     "tf.data": (_single, lambda: {"x": _tf_dataset()}),
     "tf.data (x, y, sample_weight)": (_single, lambda: {"x": _tf_dataset(with_weights=True)}),
     "PyDataset": (_single, lambda: {"x": _Sequence()}),
