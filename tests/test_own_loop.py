@@ -382,3 +382,226 @@ def test_a_changed_epochs_is_refused_and_the_hint_is_the_whole_command(tmp_path,
     with pytest.raises(ConfigError, match="resumes a run of epochs=4, not 1: pass epochs=4"):
         _own(_model(), epochs=1, out=out)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+# --------------------------------------------------------------- every input fit takes
+
+
+class _Batches(keras.utils.PyDataset):
+    """Batches of 16 of the toy problem, by index."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return -(-len(self.x) // 16)
+
+    def __getitem__(self, index):
+        rows = slice(16 * index, 16 * (index + 1))
+        return self.x[rows], self.y[rows]
+
+
+def _endless(x, y, size=16):
+    """A generator of batches that starts over at the end of the data, as a stream does."""
+    while True:
+        for start in range(0, len(x), size):
+            yield x[start : start + size], y[start : start + size]
+
+
+def _train_on_batch(loop, model):
+    """The tutorial's train_on_batch loop, whatever parts the batches have."""
+    for _ in loop.epochs():
+        for batch in loop.batches():
+            x, y, weights = keras.utils.unpack_x_y_sample_weight(batch)
+            loop.log(model.train_on_batch(x, y, sample_weight=weights, return_dict=True))
+        if loop._validation is not None:
+            loop.validate(
+                lambda x, y, w=None: model.test_on_batch(x, y, sample_weight=w, return_dict=True)
+            )
+    return loop
+
+
+def _assert_same_history(mine, theirs):
+    assert mine.keys() == theirs.keys()
+    for key, values in theirs.items():
+        np.testing.assert_allclose(mine[key], values, rtol=1e-6, err_msg=key)
+
+
+def _two_headed():
+    keras.utils.set_random_seed(1)
+    tokens = keras.Input((20,), dtype="int32", name="tokens")
+    extra = keras.Input((3,), name="extra")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(40, 8)(tokens))
+    joined = keras.layers.Concatenate()([pooled, extra])
+    model = keras.Model(
+        {"tokens": tokens, "extra": extra},
+        {
+            "topic": keras.layers.Dense(6, activation="softmax", name="topic")(joined),
+            "score": keras.layers.Dense(1, name="score")(joined),
+        },
+    )
+    model.compile(optimizer="nadam", loss={"topic": LOSS, "score": "mse"})
+    return model
+
+
+def test_dict_inputs_and_a_multi_output_model_get_dict_batches_and_train_as_fit():
+    extra = np.random.default_rng(2).random((200, 3)).astype("float32")
+    x = {"tokens": X, "extra": extra}
+    y = {"topic": Y, "score": extra.sum(axis=1, keepdims=True)}
+    # Batches of one size: fit's per-output losses are means over batches, unweighted (Keras
+    # weighs them by a batch dimension its compiled step does not know), a Loop's over examples.
+    settings = {"epochs": 2, "batch_size": 20, "seed": 3, "validation_split": 0.2}
+    built_in = _two_headed()
+    trainways.fit(built_in, x, y, method="batch", verbose=0, **settings)
+    expected = trainways.fit(_two_headed(), x, y, verbose=0, **settings)
+    model = _two_headed()
+    loop = trainways.Loop(model, x, y, verbose=False, **settings)
+    seen = []
+    for _ in loop.epochs():
+        for x_batch, y_batch in loop.batches():
+            seen.append((sorted(x_batch), sorted(y_batch), len(x_batch["tokens"])))
+            loop.log(model.train_on_batch(x_batch, y_batch, return_dict=True))
+        loop.validate(lambda x, y: model.test_on_batch(x, y, return_dict=True))
+    assert seen[0] == (["extra", "tokens"], ["score", "topic"], 20)
+    assert len(seen) == 2 * 8  # 160 training rows, 40 kept for validation
+    assert largest_difference(model.get_weights(), built_in.get_weights()) == 0.0
+    _assert_same_history(loop.history, expected.history)
+
+
+def test_sample_weights_make_three_part_batches_and_weighted_means_as_fit():
+    weights = np.random.default_rng(4).random(200).astype("float32") * 2
+    settings = {"epochs": 2, "batch_size": 16, "seed": 3, "validation_split": 0.25}
+
+    def compiled():
+        return _model(loss=LOSS, weighted_metrics=[_accuracy()])
+
+    histories = {}
+    for method in ("fit", "loop"):
+        histories[method] = trainways.fit(
+            compiled(), X, Y, sample_weight=weights, method=method, verbose=0, **settings
+        ).history
+    model = compiled()
+    by_batch = _train_on_batch(
+        trainways.Loop(model, X, Y, sample_weight=weights, verbose=False, **settings), model
+    )
+    # train_on_batch's metrics are the batch's: only its loss is a mean over the epoch.
+    for key in ("loss", "val_loss"):
+        for method, history in histories.items():
+            mine = by_batch.history[key]
+            np.testing.assert_allclose(mine, history[key], rtol=1e-6, err_msg=method)
+    # A GradientTape step with the weights, y_pred updating metrics= with them, as fit's.
+    model = _model()
+    loop = trainways.Loop(
+        model, X, Y, sample_weight=weights, metrics=[_accuracy()], verbose=False, **settings
+    )
+
+    @loop.step
+    def train_step(x, y, w):
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = LOSS(y, y_pred, sample_weight=w)
+        gradients = tape.gradient(loss, model.trainable_weights)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights, strict=True))
+        return {"loss": loss, "y_pred": y_pred}
+
+    @loop.step
+    def test_step(x, y, w):
+        y_pred = model(x, training=False)
+        return {"loss": LOSS(y, y_pred, sample_weight=w), "y_pred": y_pred}
+
+    for _ in loop.epochs():
+        for x, y, w in loop.batches():
+            loop.log(train_step(x, y, w))
+        loop.validate(test_step)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(loop.history[key], histories["fit"][key], rtol=1e-5, err_msg=key)
+
+
+def _kinds():
+    import tensorflow as tf
+
+    return {
+        "tf.data": lambda: {"x": tf.data.Dataset.from_tensor_slices((X, Y)).batch(16)},
+        "pydataset": lambda: {"x": _Batches(X, Y)},
+        "generator": lambda: {"x": _endless(X[:96], Y[:96]), "steps_per_epoch": 4},
+    }
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_a_dataset_pydataset_or_generator_trains_as_fit_takes_it(kind):
+    data = _kinds()[kind]
+    settings = {"epochs": 3, "seed": 3, "validation_data": VALIDATION}
+    built_in = _model(loss=LOSS)
+    expected = trainways.fit(built_in, **data(), method="batch", verbose=0, **settings)
+    model = _model(loss=LOSS)
+    loop = _train_on_batch(trainways.Loop(model, **data(), verbose=False, **settings), model)
+    assert largest_difference(model.get_weights(), built_in.get_weights()) == 0.0
+    _assert_same_history(loop.history, expected.history)
+
+
+def test_batches_without_y_are_weighed_by_the_first_inputs_rows():
+    loop = trainways.Loop(_model(), X, epochs=1, batch_size=16, seed=3, verbose=False)
+    for _ in loop.epochs():
+        for x in loop.batches():
+            loop.log({"loss": 1.0, "size": float(len(x))})
+    assert loop.history["size"][0] == pytest.approx((12 * 16 * 16 + 8 * 8) / 200)
+
+
+def _pydataset_run(out, stop_at=None):
+    model = _model(loss=LOSS)
+    loop = trainways.Loop(model, _Batches(X, Y), epochs=3, seed=3, out=out, verbose=False)
+    for epoch in loop.epochs():
+        for index, (x, y) in enumerate(loop.batches()):
+            if (epoch, index) == stop_at:
+                os.kill(os.getpid(), signal.SIGINT)  # stops at this batch's end, as Ctrl-C
+            loop.log(model.train_on_batch(x, y, return_dict=True))
+    return model, loop
+
+
+def test_a_pydataset_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, capsys):
+    unbroken, unbroken_loop = _pydataset_run(tmp_path / "unbroken")
+    with pytest.raises(SystemExit) as stop:
+        _pydataset_run(tmp_path / "run", stop_at=(1, 5))
+    assert stop.value.code == 130
+    assert read_status(tmp_path / "run")["epochs_completed"] == 1
+    capsys.readouterr()
+    model, loop = _pydataset_run(tmp_path / "run")
+    assert "cannot say where it was" not in capsys.readouterr().err  # it resumes exactly
+    assert largest_difference(model.get_weights(), unbroken.get_weights()) == 0.0
+    assert loop.history == unbroken_loop.history
+    config = json.loads((tmp_path / "run" / rundir.CONFIG).read_text())["loop"]
+    assert config["inputs"] == "pydataset" and config["seed"] == 3
+
+
+def test_a_generator_run_resumes_at_the_epoch_boundary_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+
+    def run(stop_at=None):
+        model = _model(loss=LOSS)
+        loop = trainways.Loop(
+            model, _endless(X[:96], Y[:96], 32), steps_per_epoch=3, epochs=2, out=out,
+            verbose=False,
+        )  # fmt: skip
+        first_rows = []
+        for epoch in loop.epochs():
+            for index, (x, y) in enumerate(loop.batches()):
+                first_rows.append(np.asarray(x)[0])
+                if (epoch, index) == stop_at:
+                    os.kill(os.getpid(), signal.SIGINT)
+                loop.log(model.train_on_batch(x, y, return_dict=True))
+        return first_rows
+
+    with pytest.raises(SystemExit):
+        run(stop_at=(1, 1))
+    capsys.readouterr()
+    first_rows = run()
+    assert len(first_rows) == 3  # epoch 2 only, from the new generator's first batch
+    np.testing.assert_array_equal(first_rows[0], X[0])
+    said = (
+        f"resuming {out} after epoch 1: a generator stream cannot say where it was, so epoch 2 "
+        "trains on the batches it yields from now on"
+    )
+    assert capsys.readouterr().err.count(said) == 1
+    assert said in (out / rundir.LOG).read_text()
+    assert read_status(out)["state"] == "completed"

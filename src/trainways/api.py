@@ -18,7 +18,6 @@ from types import ModuleType
 from typing import Any
 
 import keras
-import numpy as np
 
 from trainways import rundir
 from trainways.backends import current
@@ -31,7 +30,6 @@ from trainways.lifecycle import (
     open_library_run,
     script_command,
     script_name,
-    warner,
 )
 from trainways.steps import StepFn, check_step
 from trainways.stops import EXIT_OK
@@ -217,12 +215,8 @@ def _fit(
 ) -> keras.callbacks.History:
     """:func:`fit` once its arguments are checked (and ``out``, if any, is locked)."""
     resume_from = opened.resume_from if opened is not None else None
-    if opened is not None and config.seed is None:
-        # A run directory resumes its shuffling only with the seed it started with: recorded,
-        # or drawn from NumPy's generator (so a script seeded the Keras way repeats itself).
-        recorded = opened.settings.get("seed")
-        seed = recorded if recorded is not None else int(np.random.randint(0, 2**31 - 1))
-        config = replace(config, seed=seed)
+    if opened is not None:
+        config = replace(config, seed=opened.seed(config.seed))
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
     inputs = prepare_inputs(**data_arguments, seed=config.seed, tensorflow=True)
@@ -250,14 +244,8 @@ def _fit(
         rundir.write_json(out / rundir.CONFIG, {"fit": settings})
         spec = dataclasses.replace(spec, initial_epoch=life.first_epoch)
     life.start(lambda: _tracker(config, out), log=out is not None)
-    if resume_from is not None and data.stream and inputs.resume == "epoch":
-        # Epochs taken from one stream: a new stream starts where the old one started.
-        said = (
-            f"resuming {out} after epoch {resume_from.epoch}: a {inputs.kind} stream cannot say "
-            f"where it was, so epoch {resume_from.epoch + 1} trains on the batches it yields from "
-            "now on"
-        )
-        warner(quiet=True)(said)  # train.log and stderr
+    if opened is not None:
+        opened.say_how_inputs_resume(out, inputs, quiet=True)  # train.log and stderr
     schedule = [*schedule_callbacks(as_run), *callbacks]
     # Without a run directory the library call leaves signals, NaN stops and epoch lines to its
     # user's callbacks; a run directory has them all.

@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
+import numpy as np
 
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
@@ -49,6 +50,9 @@ from trainways.stops import (
 )
 from trainways.summary import summarize_history
 from trainways.tracking import with_resolved_uri
+
+if TYPE_CHECKING:
+    from trainways.data.sources import Inputs
 
 LOG = logging.getLogger("trainways")
 
@@ -475,6 +479,30 @@ class LibraryRun:
     lock: rundir.RunDirLock
     resume_from: checkpoint.Checkpoint | None
     settings: dict[str, Any]
+
+    def seed(self, given: int | None) -> int:
+        """The seed the run trains and shuffles with: ``given``, else the one the run recorded
+        when it started (its shuffling resumes only with that one), else one drawn from NumPy's
+        global generator, so that a script seeded the Keras way (``keras.utils.set_random_seed``)
+        repeats itself. The caller records it in ``config.json``."""
+        if given is not None:
+            return given
+        recorded = self.settings.get("seed")
+        return recorded if recorded is not None else int(np.random.randint(0, 2**31 - 1))
+
+    def say_how_inputs_resume(self, out: Path, inputs: Inputs, *, quiet: bool) -> None:
+        """Say, once and in one line (the log, and stderr when ``quiet``), that a resumed run
+        whose epochs are taken from one stream that cannot say where it was (a generator with
+        ``steps_per_epoch``) resumes at the epoch boundary, on what the stream yields from now
+        on. Other inputs resume exactly and say nothing."""
+        stream = inputs.steps_per_epoch is not None and inputs.clock is None
+        if self.resume_from is None or not stream or inputs.resume != "epoch":
+            return
+        epoch = self.resume_from.epoch
+        warner(quiet)(
+            f"resuming {out} after epoch {epoch}: a {inputs.kind} stream cannot say where it "
+            f"was, so epoch {epoch + 1} trains on the batches it yields from now on"
+        )
 
 
 def open_library_run(out: Path, *, kind: str, caller: str, fixed: Mapping[str, Any]) -> LibraryRun:

@@ -13,6 +13,10 @@ clean stop on SIGINT / SIGTERM::
             loop.log(model.train_on_batch(x_batch, y_batch, return_dict=True))
         loop.validate(lambda x, y: model.test_on_batch(x, y, return_dict=True))
 
+It takes every input ``Model.fit`` takes, prepared as ``trainways.fit`` prepares it
+(:func:`trainways.data.prepare_inputs`), and hands each batch over as ``fit`` hands it to a
+``train_step``: ``(x, y)``, ``(x, y, sample_weight)``, or ``x`` alone.
+
 The logs are those of :mod:`trainways.steps`: a dict with ``"loss"``, other scalars, and
 optionally ``"y_pred"`` for the loop's metrics. ``docs/own-loop.md`` is the manual.
 
@@ -22,19 +26,20 @@ ends (a stop, an error in the script, a resume with other settings) belongs to i
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from trainways import rundir, steps
 from trainways.callbacks import MlflowTracking
 from trainways.config import ConfigError, RunConfig, TrainConfig
 from trainways.lifecycle import (
     LOG,
+    LibraryRun,
     RunLife,
     configure_logging,
     open_library_run,
@@ -52,20 +57,37 @@ class LoopError(RuntimeError):
 class Loop:
     """Drive your own training loop with trainways' callbacks, run directory and resume.
 
+    The data arguments are ``Model.fit``'s and mean what they mean there (and in
+    ``trainways.fit``): the same batches, in the same order for the same ``seed``.
+
     Args:
         model: A Keras model compiled with its optimizer (``model.compile(optimizer=...)``,
             and a loss for ``train_on_batch``): checkpoints keep that optimizer's state. Build
             it in a ``MirroredStrategy``'s scope to train on several devices.
-        x: Training inputs (NumPy array).
-        y: Training labels.
-        validation_data: ``(x_val, y_val)`` for :meth:`validate`, or ``None``.
+        x: Training inputs: arrays (or dicts, lists of them), a ``tf.data.Dataset``, a
+            ``keras.utils.PyDataset``, a generator, a torch ``DataLoader`` or a Grain dataset.
+        y: Targets, with arrays only (any structure, one per output), or ``None``.
+        sample_weight: Per-sample weights, with arrays only: the batches are then
+            ``(x, y, sample_weight)``.
+        class_weight: ``{class: weight}``, turned into sample weights (one output only).
+        validation_data: ``(x_val, y_val)``, ``(x_val, y_val, sample_weight)`` or data of any
+            kind above, for :meth:`validate`; or ``None``.
+        validation_split: The fraction of the arrays, their last rows, kept for validation.
+        shuffle: Reshuffle array inputs (and a finite PyDataset's batch order) every epoch, in
+            an order that is a pure function of ``seed`` and the epoch.
+        steps_per_epoch: Batches an epoch (``None``: one pass over the data); with a
+            generator, each epoch takes that many from it.
         epochs: Epochs to train (the last one's index + 1, as ``fit``'s ``epochs``).
-        batch_size: Examples per batch (the global batch under a strategy).
-        seed: Seeds Python, NumPy, the backend and the per-epoch order (``None`` draws one,
-            recorded in ``out``). A resumed run keeps the recorded one.
+        batch_size: Examples per batch (the global batch under a strategy), with arrays only
+            (``None``: 32, as ``fit``).
+        seed: Seeds Python, NumPy, the backend and the per-epoch order. ``None`` draws the
+            shuffle seed from NumPy's global generator (so a script seeded with
+            ``keras.utils.set_random_seed`` repeats itself); with ``out``, the drawn seed is
+            recorded there and a resumed run keeps the recorded one.
         deterministic: Also make the backend's kernels deterministic, so that a seeded run
             repeats, and resumes, bit for bit.
-        metrics: Keras metric objects updated from logs that carry ``"y_pred"``.
+        metrics: Keras metric objects updated from logs that carry ``"y_pred"`` (with the
+            batch's ``y`` and sample weights).
         callbacks: Keras callbacks, driven as ``fit`` drives them.
         out: The run directory. A new or empty one starts a run; one left by a stopped run
             resumes it; a completed one is refused. ``None`` writes nothing.
@@ -82,6 +104,7 @@ class Loop:
 
     Raises:
         ConfigError: A bad argument, an uncompiled model, or a multi-worker strategy.
+        DataError: Data or a data option ``fit`` refuses, or that trainways cannot honour.
         RunDirError: ``out`` holds a completed run or is not writable;
             :class:`trainways.rundir.RunDirBusy` when another process (or an unfinished Loop of
             this one) writes it: the run holds ``out``'s lock until it ends.
@@ -91,11 +114,16 @@ class Loop:
         self,
         model: keras.Model,
         x: Any,
-        y: Any,
+        y: Any = None,
         *,
-        validation_data: tuple[Any, Any] | None = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        steps_per_epoch: int | None = None,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         seed: int | None = None,
         deterministic: bool = False,
         metrics: Sequence[keras.metrics.Metric] = (),
@@ -105,85 +133,107 @@ class Loop:
         optimizers: Sequence[keras.optimizers.Optimizer] = (),
         tracking: str | bool | None = None,
     ) -> None:
-        from trainways.backends import current
-        from trainways.data import NumpyBatches, make_dataset, steps_per_epoch
-        from trainways.preflight import with_seed
-        from trainways.trainers import TrainData
-        from trainways.training import seed_everything
-
         if getattr(model, "optimizer", None) is None:
             raise ConfigError(
                 "Loop needs the model compiled with its optimizer, whose state checkpoints "
                 "keep: model.compile(optimizer=optimizer) (add loss= for train_on_batch)"
             )
-        x, y = np.asarray(x), np.asarray(y)
-        if len(x) != len(y):
-            raise ConfigError(f"x has {len(x)} samples but y has {len(y)}; they must match")
         self.model = model
         self._out = Path(out) if out is not None else None
         self._resume_from = None
         self._lock: rundir.RunDirLock | None = None
-        recorded = self._open_run_dir(seed, epochs) if self._out is not None else None
-        config = RunConfig(
-            train=TrainConfig(
-                method="loop",
+        opened = self._open_run_dir(seed, epochs) if self._out is not None else None
+        try:
+            inputs = self._prepare(
+                opened.seed(seed) if opened is not None else seed,  # fit's rule, one for both
                 epochs=epochs,
-                batch_size=batch_size,
-                seed=seed if seed is not None else recorded,
                 deterministic=deterministic,
+                data_arguments={
+                    "x": x,
+                    "y": y,
+                    "sample_weight": sample_weight,
+                    "class_weight": class_weight,
+                    "batch_size": batch_size,
+                    "shuffle": shuffle,
+                    "steps_per_epoch": steps_per_epoch,
+                    "validation_split": validation_split,
+                    "validation_data": validation_data,
+                },
             )
-        )
-        self._config = with_seed(config)
-        seed_everything(self._config)
-        seed = self._config.train.seed
-        self._first_epoch = self._resume_from.epoch if self._resume_from else 0
-        self._steps = steps_per_epoch(len(x), batch_size)
-        stream = {
-            "batch_size": batch_size,
-            "shuffle": True,
-            "seed": seed,
-            "first_epoch": self._first_epoch,
-        }
-        train, train_numpy = make_dataset(x, y, **stream), NumpyBatches(x, y, **stream)
-        validation = validation_numpy = None
-        if validation_data is not None:
-            x_val, y_val = (np.asarray(part) for part in validation_data)
-            validation = make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False)
-            validation_numpy = NumpyBatches(x_val, y_val, batch_size=batch_size, shuffle=False)
-        numpy = TrainData(train_numpy, validation_numpy, self._steps)
-        self._backend = current()
-        self._placement = self._backend.prepare(
-            model, TrainData(train, validation, self._steps, numpy)
-        )
-        if self._placement.spans_workers:
-            raise ConfigError(
-                "Loop runs on one machine: one device, or MirroredStrategy over its devices; "
-                "for several workers use trainways train --strategy multiworker"
-            )
-        data = self._placement.distribute(TrainData(train, validation, self._steps, numpy))
-        self._train, self._validation = data.train, data.validation
-        self._element_spec = train.element_spec
+        except BaseException:
+            self._release()  # nothing was written: the same call may be made again
+            raise
         self._metrics = list(metrics)
         self._extra_optimizers = tuple(optimizers)
         self._verbose = verbose
         self._user_callbacks = list(callbacks or [])
         self._tracking = tracking if tracking is not False else None
-        self._setup_callbacks(epochs)
+        self._setup_callbacks(epochs, inputs.kind)
+        if opened is not None:
+            opened.say_how_inputs_resume(self._out, inputs, quiet=not verbose)
         # Where the user is: None outside epochs(), else the epoch; the batch being trained.
         self._epoch: int | None = None
-        self._batch: tuple[Any, Any] | None = None
+        self._batch: tuple[Any, ...] | None = None
         self._logged = False
         self._running = WeightedMeans()  # this epoch's (or validation's) logs so far
         self._epoch_logs: dict[str, float] = {}
         self._train_logs: dict[str, float] | None = None  # set by validate(), before it runs
-        self._iterator: Iterator[tuple[Any, Any]] | None = None
+        self._stream: Iterator[tuple[Any, ...]] | None = None  # a stream's one iterator
+        self._pass: Iterator[tuple[Any, ...]] | None = None  # this epoch's pass, once opened
         self._consumed: int | None = None  # batches taken this epoch; None: batches() not called
         self.last_logs: dict[str, float] | None = None
 
+    def _prepare(
+        self,
+        seed: int | None,
+        *,
+        epochs: int,
+        deterministic: bool,
+        data_arguments: dict[str, Any],
+    ) -> Any:
+        """Seed the run, prepare its data as ``trainways.fit`` does, and place it; return the
+        :class:`trainways.data.Inputs`."""
+        from trainways.api import _train_data
+        from trainways.backends import current
+        from trainways.data import prepare_inputs
+        from trainways.trainers import steps_of
+        from trainways.training import seed_everything
+
+        batch_size = data_arguments["batch_size"]
+        self._config = RunConfig(
+            train=TrainConfig(
+                method="loop",
+                epochs=epochs,
+                batch_size=batch_size or 32,
+                seed=seed,
+                deterministic=deterministic,
+            )
+        )
+        seed_everything(self._config)
+        inputs = prepare_inputs(**data_arguments, seed=seed, tensorflow=True)
+        data = _train_data(inputs, None)
+        self._backend = current()
+        self._placement = self._backend.prepare(self.model, data)
+        if self._placement.spans_workers:
+            raise ConfigError(
+                "Loop runs on one machine: one device, or MirroredStrategy over its devices; "
+                "for several workers use trainways train --strategy multiworker"
+            )
+        # The batches the user's steps take: NumPy / PyTorch tensors on JAX and PyTorch,
+        # tf.data (split per replica under a strategy) on TensorFlow.
+        self._data = self._placement.distribute(data)
+        self._validation = self._data.validation
+        self._element_spec = inputs.train.element_spec  # the whole batch tuple's
+        # Batches an epoch: a clocked pass's length, what a stream's epoch takes, or what the
+        # data says of its passes (None: it does not know; the pass ends the epoch).
+        self._steps = inputs.steps_per_epoch or steps_of(inputs.numpy.train)
+        self._first_epoch = self._resume_from.epoch if self._resume_from else 0
+        return inputs
+
     # ----------------------------------------------------------------- the run directory
 
-    def _open_run_dir(self, seed: int | None, epochs: int) -> int | None:
-        """Start or resume the run in ``out``; return the seed a resumed run recorded."""
+    def _open_run_dir(self, seed: int | None, epochs: int) -> LibraryRun:
+        """Start or resume the run in ``out``."""
         assert self._out is not None
         opened = open_library_run(
             self._out,
@@ -192,14 +242,14 @@ class Loop:
             fixed={"seed": seed, "epochs": epochs},
         )
         self._lock, self._resume_from = opened.lock, opened.resume_from
-        return opened.settings.get("seed")
+        return opened
 
     def _release(self) -> None:
         """Let another process (or Loop) write ``out``: the run has ended here."""
         if self._lock is not None:
             self._lock.release()
 
-    def _setup_callbacks(self, epochs: int) -> None:
+    def _setup_callbacks(self, epochs: int, inputs: str) -> None:
         out = self._out
         self._life = RunLife(
             out,
@@ -209,16 +259,8 @@ class Loop:
             resume_hint=f"{script_command()} (Loop resumes {out})" if out else None,
         )
         if out is not None:
-            rundir.write_json(
-                out / rundir.CONFIG,
-                {
-                    "loop": {
-                        "epochs": epochs,
-                        **_loop_settings(self._config),
-                        "script": script_name(),
-                    }
-                },
-            )
+            settings = {"epochs": epochs, **_loop_settings(self._config), "inputs": inputs}
+            rundir.write_json(out / rundir.CONFIG, {"loop": {**settings, "script": script_name()}})
         self._life.start(self._make_tracker)
         callbacks = self._life.callbacks(
             self._user_callbacks,
@@ -272,12 +314,12 @@ class Loop:
                 self._epoch = epoch
                 self._running, self._epoch_logs = WeightedMeans(), {}
                 self._train_logs = None
-                self._consumed = None
+                self._consumed, self._pass = None, None
                 for metric in self._metrics:
                     metric.reset_state()
                 self._call(self._callbacks.on_epoch_begin, epoch)
                 yield epoch
-                self._skip_to_epoch_end()
+                self._end_epoch()
                 trained = self._means() if self._train_logs is None else self._train_logs
                 logs = {**trained, **self._epoch_logs}
                 self._call(self._callbacks.on_epoch_end, epoch, logs)
@@ -305,10 +347,16 @@ class Loop:
             raise
         finally:
             self._epoch = None
+            self._pass = self._stream = None  # the run has ended here: nothing left reading
         self._unwatch_errors()
 
-    def batches(self) -> Iterator[tuple[Any, Any]]:
-        """Yield this epoch's batches, in the order the seed and epoch give; run batch hooks.
+    def batches(self) -> Iterator[Any]:
+        """Yield this epoch's batches as ``fit`` hands them to a ``train_step``; run batch hooks.
+
+        A batch is ``(x, y)``, ``(x, y, sample_weight)`` (sample or class weights given, or
+        yielded by the data), or ``x`` alone (no targets); ``x`` and ``y`` keep the data's
+        structure (a dict of inputs stays a dict). The batches come in the order the seed and
+        the epoch give (arrays, a PyDataset), or as the data yields them.
 
         Under a strategy each batch is split per replica: run your step with :meth:`step`.
         """
@@ -317,13 +365,15 @@ class Loop:
         if self._consumed is not None:
             raise LoopError("loop.batches() was already called in this epoch: call it once")
         self._consumed = 0
-        stream = self._stream()
-        for index in range(self._steps):
-            batch = next(stream)
+        batches = self._epoch_batches()
+        for index in itertools.count() if self._steps is None else range(self._steps):
+            batch = next(batches, None)
+            if batch is None:  # the pass ended (a shorter last piece, a stream that ran out)
+                return
             self._consumed += 1
             self._call(self._callbacks.on_train_batch_begin, index)
-            self._batch, self._logged = batch, False
-            yield batch
+            self._batch, self._logged = tuple(batch), False
+            yield self._batch if len(self._batch) > 1 else self._batch[0]
             if not self._logged:
                 self._batch = None
                 raise LoopError(
@@ -338,6 +388,10 @@ class Loop:
     def log(self, logs: Mapping[str, Any]) -> None:
         """Record the current batch's logs: ``"loss"``, other scalars, optional ``"y_pred"``.
 
+        Each scalar's epoch mean weighs a batch by its number of examples (the rows of its first
+        input), as ``fit`` weighs its loss. ``"y_pred"`` updates ``metrics=`` with the batch's
+        ``y`` (and sample weights), when it has a ``y``.
+
         Raises:
             LoopError: Called outside :meth:`batches`, or twice for one batch.
             ConfigError: ``logs`` breaks the contract (no ``"loss"``, a non-scalar value).
@@ -349,16 +403,15 @@ class Loop:
         logs = steps.check_logs(
             logs, role="step", source=self.log, who="the step whose logs reached loop.log()"
         )
-        _, y = self._batch
-        y = self._placement.gather(y)
-        size = int(keras.ops.shape(y)[0])
-        self._add(logs, size, y)
+        self._add(logs, self._batch)
         self._logged = True
 
-    def validate(self, test_step: Callable[[Any, Any], Mapping[str, Any]]) -> dict[str, float]:
-        """Score the validation data with ``test_step(x, y) -> logs``, with the test hooks.
+    def validate(self, test_step: Callable[..., Mapping[str, Any]]) -> dict[str, float]:
+        """Score the validation data with ``test_step``, with the test hooks.
 
-        The results go into this epoch's logs as ``val_<name>``.
+        ``test_step`` takes each validation batch's parts: ``test_step(x, y)``,
+        ``test_step(x, y, sample_weight)`` or ``test_step(x)``, and returns its logs. The means
+        go into this epoch's logs as ``val_<name>``.
 
         Returns:
             The validation means, without the ``val_`` prefix.
@@ -366,20 +419,23 @@ class Loop:
         if self._epoch is None:
             raise LoopError("loop.validate() scores an epoch: call it inside loop.epochs()")
         if self._validation is None:
-            raise LoopError("loop.validate() needs Loop(..., validation_data=(x_val, y_val))")
+            raise LoopError(
+                "loop.validate() needs Loop(..., validation_data=(x_val, y_val)) or "
+                "validation_split"
+            )
         self._train_logs = self._means()  # before the metric objects turn to validation
         saved, self._running = self._running, WeightedMeans()
         for metric in self._metrics:
             metric.reset_state()
         self.model.stop_evaluating = False
         self._call(self._callbacks.on_test_begin)
-        for index, (x, y) in enumerate(self._validation):
+        for index, batch in enumerate(self._validation):
+            parts = tuple(batch)
             self._call(self._callbacks.on_test_batch_begin, index)
             logs = steps.check_logs(
-                test_step(x, y), role="test_step", source=test_step, who="loop.validate's step"
+                test_step(*parts), role="test_step", source=test_step, who="loop.validate's step"
             )
-            labels = self._placement.gather(y)
-            self._add(logs, int(keras.ops.shape(labels)[0]), labels)
+            self._add(logs, parts)
             self._call(self._callbacks.on_test_batch_end, index, self._means())
             if self.model.stop_evaluating:
                 break
@@ -389,11 +445,13 @@ class Loop:
         self._epoch_logs = {f"val_{name}": value for name, value in results.items()}
         return results
 
-    def step(self, fn: Callable[[Any, Any], Mapping[str, Any]]) -> Callable[[Any, Any], Any]:
-        """``fn(x, y) -> logs`` compiled (``tf.function``), and run per replica under a strategy.
+    def step(self, fn: Callable[..., Mapping[str, Any]]) -> Callable[..., Any]:
+        """``fn`` compiled (``tf.function``), and run per replica under a strategy.
 
-        Under ``MirroredStrategy`` a batch from :meth:`batches` is split per replica; the
-        returned callable runs ``fn`` on each part and gives back the whole batch's logs.
+        ``fn`` takes a batch's parts as :meth:`batches` yields them (``fn(x, y)``,
+        ``fn(x, y, sample_weight)`` or ``fn(x)``) and returns its logs. Under
+        ``MirroredStrategy`` a batch from :meth:`batches` is split per replica; the returned
+        callable runs ``fn`` on each part and gives back the whole batch's logs.
         """
         return self._backend.compile_step(fn, self.model, self._placement, self._element_spec)
 
@@ -406,20 +464,44 @@ class Loop:
 
     # ----------------------------------------------------------------- inside
 
-    def _skip_to_epoch_end(self) -> None:
+    def _epoch_batches(self) -> Iterator[tuple[Any, ...]]:
+        """The iterator this epoch takes its batches from, as the trainers take theirs
+        (:meth:`trainways.trainers.TrainData.epochs`): a stream's one iterator, whose epochs
+        follow one another; else the epoch's own pass, opened once (the clock set first)."""
+        data = self._data
+        if data.stream:
+            if self._stream is None:
+                self._stream = iter(data.train)
+            return self._stream
+        if self._pass is None:
+            data.set_epoch(self._epoch)
+            self._pass = iter(data.train)
+        return self._pass
+
+    def _end_epoch(self) -> None:
         """Take what is left of this epoch's batches: a loop that left ``batches()`` early (a
-        ``break``, a stop) must not shift the next epoch's, which depend on the epoch only."""
-        stream = self._stream()
-        for _ in range(self._steps - (self._consumed or 0)):
-            next(stream)
+        ``break``) must not shift a stream's next epoch, and a pass ends as ``fit`` ends it
+        (a PyDataset's ``on_epoch_end``, nothing left prefetching). A pass never opened stays
+        closed: each epoch's batches depend on the seed and the epoch only."""
+        if self.model.stop_training:  # the last epoch: nothing follows it
+            self._pass = None
+            return
+        if self._data.stream:
+            batches = self._epoch_batches()
+            for _ in range(self._steps - (self._consumed or 0)):
+                if next(batches, None) is None:
+                    break
+        elif self._pass is not None:
+            for _ in self._pass:
+                pass
+        self._pass = None
 
-    def _stream(self) -> Iterator[tuple[Any, Any]]:
-        # One iterator over the endless stream: each epoch takes its steps from it.
-        if self._iterator is None:
-            self._iterator = iter(self._train)
-        return self._iterator
-
-    def _add(self, logs: Mapping[str, Any], size: int, y: Any) -> None:
+    def _add(self, logs: Mapping[str, Any], batch: tuple[Any, ...]) -> None:
+        """Add a batch's logs to the running means, weighed by its examples, and its
+        predictions to the metrics."""
+        gather = self._placement.gather
+        # The first input's rows, as fit weighs its loss: a batch may have no y.
+        size = int(keras.ops.shape(gather(keras.tree.flatten(batch[0])[0]))[0])
         # Python floats: a PyTorch loss still has its graph.
         scalars = {
             key: float(keras.ops.convert_to_numpy(value))
@@ -427,9 +509,14 @@ class Loop:
             if key != steps.PREDICTIONS
         }
         self._running.add(scalars, size)
-        if steps.PREDICTIONS in logs:
-            for metric in self._metrics:
-                metric.update_state(y, logs[steps.PREDICTIONS])
+        if steps.PREDICTIONS not in logs or len(batch) < 2 or not self._metrics:
+            return
+        y, weights = (
+            None if part is None else keras.tree.map_structure(gather, part)
+            for part in (*batch[1:], None)[:2]
+        )
+        for metric in self._metrics:
+            metric.update_state(y, logs[steps.PREDICTIONS], sample_weight=weights)
 
     def _means(self) -> dict[str, float]:
         means = self._running.result()

@@ -1,10 +1,11 @@
 """What :class:`trainways.Loop` needs from JAX: a user's pure step, compiled, its state kept.
 
 On JAX a step is a pure function: ``fn(state, x, y) -> (logs, state)`` for training and
-``fn(state, x, y) -> logs`` for validation, ``state`` being the model's ``(trainable,
-non_trainable, optimizer_variables)`` arrays. :func:`compile_step` compiles it with ``jax.jit`` and
-returns a callable ``(x, y) -> logs`` that reads the state from the model's variables and writes
-the new state back, so that the loop's callbacks, checkpoints and saved model see the weights.
+``fn(state, x, y) -> logs`` for validation (``x, y, sample_weight`` or ``x`` alone in place of
+``x, y``, as the batch has them), ``state`` being the model's ``(trainable, non_trainable,
+optimizer_variables)`` arrays. :func:`compile_step` compiles it with ``jax.jit`` and returns a
+callable ``(*batch) -> logs`` that reads the state from the model's variables and writes the new
+state back, so that the loop's callbacks, checkpoints and saved model see the weights.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jax
 
 def compile_step(
     fn: Callable[..., Any], model: Any, placement: Any, element_spec: Any
-) -> Callable[[Any, Any], Mapping[str, Any]]:
+) -> Callable[..., Mapping[str, Any]]:
     """``fn`` compiled, and run on the state of ``model`` (see the module).
 
     Args:
@@ -30,9 +31,9 @@ def compile_step(
     compiled = jax.jit(fn)
     groups = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
 
-    def run(x: Any, y: Any) -> Mapping[str, Any]:
+    def run(*parts: Any) -> Mapping[str, Any]:
         state = tuple([v.value for v in group] for group in groups)
-        out = compiled(state, *placement.put((x, y)))
+        out = compiled(state, *placement.put(parts))
         if not isinstance(out, tuple):  # a test step: logs only
             return out
         logs, state = out

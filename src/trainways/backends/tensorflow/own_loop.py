@@ -22,32 +22,34 @@ _SIZE = "__trainways_examples__"
 
 
 def compile_step(
-    fn: Callable[[Any, Any], Mapping[str, Any]],
+    fn: Callable[..., Mapping[str, Any]],
     model: Any,
     placement: Placement,
     element_spec: Any,
-) -> Callable[[Any, Any], dict[str, Any]]:
-    """``fn(x, y) -> logs`` compiled, per replica under ``placement``'s strategy.
+) -> Callable[..., dict[str, Any]]:
+    """``fn(*batch) -> logs`` compiled, per replica under ``placement``'s strategy.
 
     Args:
-        fn: The user's step on one batch (or one replica's share of it), returning logs as
+        fn: The user's step on one batch (or one replica's share of it): it takes the batch's
+            parts (``x, y``, ``x, y, sample_weight`` or ``x``) and returns logs as
             :mod:`trainways.steps` describes.
         model: The loop's model (the step closes over it on TensorFlow).
         placement: Where it runs.
-        element_spec: The ``(x, y)`` spec of the undistributed batches: on one device, one graph
+        element_spec: The spec of the undistributed batch tuples: on one device, one graph
             with an unknown batch dimension serves every batch (the last, smaller one too), as
             the ``loop`` method's step does.
 
     Returns:
-        A callable taking a (distributed) batch and returning the whole batch's logs.
+        A callable taking a (distributed) batch's parts and returning the whole batch's logs.
     """
     strategy = placement.strategy
     if strategy is None:
         return tf.function(fn, input_signature=list(element_spec))
 
-    def replica(x: Any, y: Any) -> dict[str, Any]:
-        logs = dict(fn(x, y))
-        examples = tf.cast(tf.shape(y)[0], tf.float32)
+    def replica(*parts: Any) -> dict[str, Any]:
+        logs = dict(fn(*parts))
+        # A batch's examples are its first input's rows: it may have no y.
+        examples = tf.cast(tf.shape(tf.nest.flatten(parts[0])[0])[0], tf.float32)
         weighted = {}
         for key, value in logs.items():
             if key == user_steps.PREDICTIONS:
@@ -60,8 +62,8 @@ def compile_step(
         weighted[_SIZE] = examples
         return weighted
 
-    def run(x: Any, y: Any) -> dict[str, Any]:
-        per_replica = strategy.run(replica, args=(x, y))
+    def run(*parts: Any) -> dict[str, Any]:
+        per_replica = strategy.run(replica, args=parts)
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[_SIZE], axis=None)
         logs = {}
         for key, value in per_replica.items():

@@ -11,7 +11,7 @@ from typing import Any
 
 
 def compile_step(
-    fn: Callable[[Any, Any], Mapping[str, Any]], model: Any, placement: Any, element_spec: Any
-) -> Callable[[Any, Any], Mapping[str, Any]]:
-    """``fn(x, y) -> logs`` itself: one device, nothing to compile (see the module)."""
+    fn: Callable[..., Mapping[str, Any]], model: Any, placement: Any, element_spec: Any
+) -> Callable[..., Mapping[str, Any]]:
+    """``fn(*batch) -> logs`` itself: one device, nothing to compile (see the module)."""
     return fn
