@@ -1,0 +1,240 @@
+"""Keras guide "Customizing what happens in fit() with TensorFlow", as one plain Keras script.
+
+Follows keras-io guides/custom_train_step_in_tensorflow.py
+(commit b4108fbfe9f0cbad37f4f3c2bc5e4db0dd8bd2b6,
+https://keras.io/guides/custom_train_step_in_tensorflow/) section by section: the same models,
+steps and training calls, written for trainways (the project commits no third-party code, so the
+statements follow the guide, its prose and comments are not here). Changed: MNIST is synthetic
+NumPy data of its shapes and dtypes (no download); the GAN trains on 32 images in batches of 16
+(the guide: 70,000 in batches of 64). ``# %%`` lines mark the guide's sections: the port,
+custom_train_step_in_tensorflow_trainways.py, has the same ones, and benchmarks/guide_lines.py
+counts the lines changed in each.
+"""
+
+# %% setup
+import os
+
+os.environ["KERAS_BACKEND"] = "tensorflow"  # the guide runs on TensorFlow only
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+
+def load_mnist(n_train, n_test):
+    """Stands in for keras.datasets.mnist.load_data(): random digits of its shapes and dtypes."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n_train + n_test, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n_train + n_test, dtype=np.uint8)
+    return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:])
+
+
+# %% a first simple example
+class CustomModel(keras.Model):
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred)  # the loss given to compile()
+        trainable_vars = self.trainable_variables
+        gradients = tape.gradient(loss, trainable_vars)
+        self.optimizer.apply(gradients, trainable_vars)
+        for metric in self.metrics:  # the loss tracker, then compile()'s metrics
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+inputs = keras.Input(shape=(32,))
+outputs = keras.layers.Dense(1)(inputs)
+model = CustomModel(inputs, outputs)
+model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+x = np.random.random((1000, 32))
+y = np.random.random((1000, 1))
+model.fit(x, y, epochs=3)
+
+
+# %% going lower-level
+class CustomModel(keras.Model):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+        self.loss_fn = keras.losses.MeanSquaredError()
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.loss_fn(y, y_pred)  # no compiled loss: our own
+        trainable_vars = self.trainable_variables
+        gradients = tape.gradient(loss, trainable_vars)
+        self.optimizer.apply(gradients, trainable_vars)
+        self.loss_tracker.update_state(loss)
+        self.mae_metric.update_state(y, y_pred)
+        return {"loss": self.loss_tracker.result(), "mae": self.mae_metric.result()}
+
+    @property
+    def metrics(self):
+        # Listed here, they are reset at each epoch's start and at evaluate()'s.
+        return [self.loss_tracker, self.mae_metric]
+
+
+inputs = keras.Input(shape=(32,))
+outputs = keras.layers.Dense(1)(inputs)
+model = CustomModel(inputs, outputs)
+model.compile(optimizer="adam")  # the optimizer only
+x = np.random.random((1000, 32))
+y = np.random.random((1000, 1))
+model.fit(x, y, epochs=5)
+
+
+# %% supporting sample_weight and class_weight
+class CustomModel(keras.Model):
+    def train_step(self, data):
+        if len(data) == 3:
+            x, y, sample_weight = data
+        else:
+            sample_weight = None
+            x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight)
+        trainable_vars = self.trainable_variables
+        gradients = tape.gradient(loss, trainable_vars)
+        self.optimizer.apply(gradients, trainable_vars)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+
+inputs = keras.Input(shape=(32,))
+outputs = keras.layers.Dense(1)(inputs)
+model = CustomModel(inputs, outputs)
+model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+x = np.random.random((1000, 32))
+y = np.random.random((1000, 1))
+sw = np.random.random((1000, 1))
+model.fit(x, y, sample_weight=sw, epochs=3)
+
+
+# %% providing your own evaluation step
+class CustomModel(keras.Model):
+    def test_step(self, data):
+        x, y = data
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(y=y, y_pred=y_pred)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+inputs = keras.Input(shape=(32,))
+outputs = keras.layers.Dense(1)(inputs)
+model = CustomModel(inputs, outputs)
+model.compile(loss="mse", metrics=["mae"])
+x = np.random.random((1000, 32))
+y = np.random.random((1000, 1))
+model.evaluate(x, y)
+
+# %% wrapping up: an end-to-end GAN example
+discriminator = keras.Sequential(
+    [
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(64, (3, 3), strides=(2, 2), padding="same"),
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.Conv2D(128, (3, 3), strides=(2, 2), padding="same"),
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.GlobalMaxPooling2D(),
+        layers.Dense(1),
+    ],
+    name="discriminator",
+)
+latent_dim = 128
+generator = keras.Sequential(
+    [
+        keras.Input(shape=(latent_dim,)),
+        layers.Dense(7 * 7 * 128),  # reshaped to a 7x7 map of 128 channels
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.Reshape((7, 7, 128)),
+        layers.Conv2DTranspose(128, (4, 4), strides=(2, 2), padding="same"),
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.Conv2DTranspose(128, (4, 4), strides=(2, 2), padding="same"),
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.Conv2D(1, (7, 7), padding="same", activation="sigmoid"),
+    ],
+    name="generator",
+)
+
+
+class GAN(keras.Model):
+    def __init__(self, discriminator, generator, latent_dim):
+        super().__init__()
+        self.discriminator = discriminator
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker]
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn):  # a signature of its own
+        super().compile()
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.loss_fn = loss_fn
+
+    def train_step(self, real_images):
+        if isinstance(real_images, tuple):
+            real_images = real_images[0]
+        batch_size = tf.shape(real_images)[0]
+        latent = keras.random.normal(shape=(batch_size, self.latent_dim), seed=self.seed_generator)
+        fakes = self.generator(latent)
+        combined_images = tf.concat([fakes, real_images], axis=0)
+        # 1 for the fakes, 0 for the real images, plus a little noise
+        labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
+        labels += 0.05 * keras.random.uniform(tf.shape(labels), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            predictions = self.discriminator(combined_images)
+            d_loss = self.loss_fn(labels, predictions)
+        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+        self.d_optimizer.apply(grads, self.discriminator.trainable_weights)
+        latent = keras.random.normal(shape=(batch_size, self.latent_dim), seed=self.seed_generator)
+        misleading_labels = tf.zeros((batch_size, 1))  # "these are all real"
+        # The generator's step: only its weights move.
+        with tf.GradientTape() as tape:
+            predictions = self.discriminator(self.generator(latent))
+            g_loss = self.loss_fn(misleading_labels, predictions)
+        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+        self.g_optimizer.apply(grads, self.generator.trainable_weights)
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result()}
+
+
+batch_size = 16
+(x_train, _), (x_test, _) = load_mnist(24, 8)
+all_digits = np.concatenate([x_train, x_test])
+all_digits = all_digits.astype("float32") / 255.0
+all_digits = np.reshape(all_digits, (-1, 28, 28, 1))
+dataset = tf.data.Dataset.from_tensor_slices(all_digits)
+dataset = dataset.shuffle(buffer_size=1024).batch(batch_size)
+gan = GAN(discriminator=discriminator, generator=generator, latent_dim=latent_dim)
+gan.compile(
+    d_optimizer=keras.optimizers.Adam(learning_rate=0.0003),
+    g_optimizer=keras.optimizers.Adam(learning_rate=0.0003),
+    loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+)
+gan.fit(dataset.take(100), epochs=1)  # at most 100 batches, as the guide
