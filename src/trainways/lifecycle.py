@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
-import numpy as np
 
 from trainways import callbacks as tw_callbacks
 from trainways import checkpoint, rundir
 from trainways.config import ConfigError, RunConfig
+from trainways.data import draw_seed
 from trainways.files import NoFollowFileHandler
 from trainways.stops import (
     EXIT_FAILED,
@@ -483,12 +483,13 @@ class LibraryRun:
     def seed(self, given: int | None) -> int:
         """The seed the run trains and shuffles with: ``given``, else the one the run recorded
         when it started (its shuffling resumes only with that one), else one drawn from NumPy's
-        global generator, so that a script seeded the Keras way (``keras.utils.set_random_seed``)
-        repeats itself. The caller records it in ``config.json``."""
+        global generator's state (:func:`trainways.data.draw_seed`), so that a script seeded the
+        Keras way (``keras.utils.set_random_seed``) repeats itself. The caller records it in
+        ``config.json``."""
         if given is not None:
             return given
         recorded = self.settings.get("seed")
-        return recorded if recorded is not None else int(np.random.randint(0, 2**31 - 1))
+        return recorded if recorded is not None else draw_seed()
 
     def say_how_inputs_resume(self, out: Path, inputs: Inputs, *, quiet: bool) -> None:
         """Say, once and in one line (the log, and stderr when ``quiet``), that a resumed run

@@ -15,6 +15,7 @@ list into one tensor). Keras is imported lazily, for its ``keras.tree``.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,18 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 _PARTS = ("x", "y", "sample_weight")
+
+
+def draw_seed() -> int:
+    """A shuffle seed taken from the state of NumPy's global generator, without drawing from it.
+
+    A script seeded the Keras way (``keras.utils.set_random_seed``) gets the same seed every
+    time it runs, and the random numbers it draws afterwards are the ones it would draw without
+    trainways: a port of a Keras script leaves its random state alone.
+    """
+    _, keys, position, *_ = np.random.get_state()
+    digest = hashlib.sha256(keys.tobytes() + int(position).to_bytes(4, "little")).digest()
+    return int.from_bytes(digest[:4], "little") % 2**31
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -295,7 +308,7 @@ def make_dataset(
 
     parts, n = batchable(x, y, sample_weight)
     if shuffle and seed is None:
-        seed = int(np.random.randint(0, 2**31 - 1))
+        seed = draw_seed()
     if shuffle and seed < 0:
         raise DataError(f"seed must be >= 0, got {seed}")
     plan = _Plan(

@@ -34,6 +34,7 @@ from trainways.data.pipeline import (
     EpochClock,
     NumpyBatches,
     batchable,
+    draw_seed,
     epoch_order,
     make_dataset,
 )
@@ -283,9 +284,7 @@ def _fit_arrays(x: Any, y: Any, sample_weight: Any) -> tuple[tuple[Any, ...], in
 
 def _seed(seed: int | None) -> int:
     if seed is None:
-        # NumPy's global generator, which keras.utils.set_random_seed seeds: a seeded script
-        # shuffles the same way every run.
-        return int(np.random.randint(0, 2**31 - 1))
+        return draw_seed()  # from NumPy's global state, which set_random_seed seeds
     if not 0 <= seed < 2**31:
         raise DataError(f"seed must be in [0, 2**31), got {seed!r}")
     return int(seed)
