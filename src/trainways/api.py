@@ -23,8 +23,14 @@ from trainways.config import TRACKING_AUTO, ConfigError, RunConfig, TrainConfig,
 from trainways.data import prepare_inputs
 from trainways.lifecycle import RunLife
 from trainways.steps import StepFn, check_step
-from trainways.trainers import TrainData, TrainSpec, get_trainer
-from trainways.training import build_optimizer_for, make_spec, schedule_callbacks, seed_everything
+from trainways.trainers import TrainSpec, get_trainer
+from trainways.training import (
+    build_optimizer_for,
+    make_spec,
+    schedule_callbacks,
+    seed_everything,
+    train_data_from,
+)
 
 # Options of ``trainways train`` that ``compile()`` owns: a compiled model has them already.
 COMPILE_OPTIONS = (
@@ -152,7 +158,7 @@ def fit(
         validation_steps=validation_steps,
         tensorflow=True,
     )
-    data = _train_data(inputs, validation_steps)
+    data = train_data_from(inputs, validation_steps)
     spec = dataclasses.replace(
         _spec(model, config, compiled, backend_module, options, step, test_step),
         initial_epoch=initial_epoch,
@@ -174,29 +180,6 @@ def fit(
     life.run(train_model)
     assert history is not None
     return history
-
-
-def _train_data(inputs: Any, validation_steps: int | None) -> TrainData:
-    """The trainers' :class:`TrainData` of what :func:`trainways.data.prepare_inputs` made."""
-    numpy = None
-    if inputs.numpy is not None:
-        numpy = TrainData(
-            inputs.numpy.train,
-            inputs.numpy.validation,
-            inputs.steps_per_epoch,
-            clock=inputs.clock,
-            validation_steps=validation_steps,
-        )
-    return TrainData(
-        inputs.train,
-        inputs.validation,
-        inputs.steps_per_epoch,
-        numpy=numpy,
-        clock=inputs.clock,
-        validation_steps=validation_steps,
-        fit_train=inputs.fit_train,
-        fit_validation=inputs.fit_validation,
-    )
 
 
 def _refuse_compile_conflicts(options: dict[str, Any], compiled: bool) -> None:
