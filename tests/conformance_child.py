@@ -111,6 +111,16 @@ KINDS: dict[str, tuple[Callable[[], keras.Model], Callable[[], dict[str, Any]]]]
         _single,
         lambda: {"x": X, "y": Y, "sample_weight": WEIGHTS, "batch_size": BATCH},
     ),
+    "sample_weight, unweighted validation": (
+        _single,
+        lambda: {
+            "x": X,
+            "y": Y,
+            "sample_weight": WEIGHTS,
+            "batch_size": BATCH,
+            "validation_data": (X[:20], Y[:20]),
+        },
+    ),
     "class_weight": (
         _single,
         lambda: {"x": X, "y": Y, "class_weight": {0: 2.0, 1: 1.0, 2: 0.5}, "batch_size": BATCH},
@@ -132,7 +142,7 @@ KINDS: dict[str, tuple[Callable[[], keras.Model], Callable[[], dict[str, Any]]]]
             "validation_split": 0.25,
             "validation_freq": 2,
         },
-    ),  # fmt: skip
+    ),
     "validation_steps": (
         _single,
         lambda: {
@@ -142,7 +152,7 @@ KINDS: dict[str, tuple[Callable[[], keras.Model], Callable[[], dict[str, Any]]]]
             "validation_data": _tf_dataset(),
             "validation_steps": 1,
         },
-    ),  # fmt: skip
+    ),
     "initial_epoch": (
         _single,
         lambda: {"x": X, "y": Y, "batch_size": BATCH, "initial_epoch": 1},

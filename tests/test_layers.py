@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "trainways.checkpoint": 4,
     "trainways.tracking": 4,
     "trainways.baseline": 4,
+    "trainways.user_data": 4,
     # 5 a run's parts: what it trains, its pre-flight, its life cycle, its reports
     "trainways.training": 5,
     "trainways.preflight": 5,

@@ -33,8 +33,15 @@ from trainways.lifecycle import (
 )
 from trainways.steps import StepFn, check_step
 from trainways.stops import EXIT_OK
-from trainways.trainers import TrainData, TrainSpec, get_trainer
-from trainways.training import build_optimizer_for, make_spec, schedule_callbacks, seed_everything
+from trainways.trainers import TrainSpec, get_trainer
+from trainways.training import (
+    build_optimizer_for,
+    compiled_metrics,
+    make_spec,
+    schedule_callbacks,
+    seed_everything,
+    train_data_from,
+)
 
 # Options of ``trainways train`` that ``compile()`` owns: a compiled model has them already.
 COMPILE_OPTIONS = (
@@ -220,7 +227,7 @@ def _fit(
     as_run = RunConfig(train=config)  # the run's own helpers, so both mean the same thing
     seed_everything(as_run)
     inputs = prepare_inputs(**data_arguments, seed=config.seed, tensorflow=True)
-    data = _train_data(inputs, data_arguments["validation_steps"])
+    data = train_data_from(inputs, data_arguments["validation_steps"])
     spec = dataclasses.replace(
         _spec(model, config, compiled, backend, options, *steps), **spec_changes
     )
@@ -264,29 +271,6 @@ def _fit(
     return history
 
 
-def _train_data(inputs: Any, validation_steps: int | None) -> TrainData:
-    """The trainers' :class:`TrainData` of what :func:`trainways.data.prepare_inputs` made."""
-    numpy = None
-    if inputs.numpy is not None:
-        numpy = TrainData(
-            inputs.numpy.train,
-            inputs.numpy.validation,
-            inputs.steps_per_epoch,
-            clock=inputs.clock,
-            validation_steps=validation_steps,
-        )
-    return TrainData(
-        inputs.train,
-        inputs.validation,
-        inputs.steps_per_epoch,
-        numpy=numpy,
-        clock=inputs.clock,
-        validation_steps=validation_steps,
-        fit_train=inputs.fit_train,
-        fit_validation=inputs.fit_validation,
-    )
-
-
 def _refuse_compile_conflicts(options: dict[str, Any], compiled: bool) -> None:
     given = [name for name in COMPILE_OPTIONS if name in options]
     if compiled and given:
@@ -319,7 +303,7 @@ def _spec(
             ),
             loss=model.loss,
             optimizer=model.optimizer,
-            metrics=lambda: _compiled_metrics(model),
+            metrics=lambda: compiled_metrics(model),
             train_step=step,
             test_step=test_step,
         )
@@ -338,25 +322,6 @@ def _spec(
         train_step=step,
         test_step=test_step,
     )
-
-
-def _compiled_metrics(model: keras.Model) -> list[keras.metrics.Metric]:
-    """Fresh copies of the metrics a model was compiled with, for a user's step's ``y_pred``
-    (the compiled ones stay the model's)."""
-    metrics = (model.get_compile_config() or {}).get("metrics") or []
-    if not isinstance(metrics, list):
-        raise ConfigError(
-            "a step function's y_pred updates a flat list of metrics: compile the model with "
-            "metrics=[...] (not per output) to use step=",
-            keys=("step",),
-        )
-    fresh = []
-    for metric in metrics:
-        resolved = keras.metrics.get(metric)
-        if not isinstance(resolved, keras.metrics.Metric):
-            resolved = keras.metrics.MeanMetricWrapper(resolved, name=str(metric))
-        fresh.append(resolved)
-    return fresh
 
 
 def _tracker(config: TrainConfig, out: Path | None) -> keras.callbacks.Callback | None:

@@ -85,6 +85,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
     config = agreement_config(config_from_args(args))
     if args.backends:
+        _refuse_backends_with_own_data(config, "agree")
         if config.train.step or config.train.test_step:
             raise UsageError("--backends compares fit on each backend: drop --step / --test-step")
         config = replace(config, train=replace(config.train, method="fit"))
@@ -133,6 +134,16 @@ def _agree_backends(args: argparse.Namespace, config: RunConfig, reuters: Any) -
     if args.json:
         rundir.write_json(args.json, {"config": config.to_dict(), **agreement.to_dict()})
     return 0 if agreement.ok else 1
+
+
+def _refuse_backends_with_own_data(config: RunConfig, command: str) -> None:
+    """``--backends`` starts every backend from one weights file with dense gradients: a
+    Reuters preset's set-up, not supported for ``--data FILE.py:FUNCTION``."""
+    if config.data.is_user_data:
+        raise UsageError(
+            f"{command} --backends is not supported with --data FILE.py:FUNCTION: compare the "
+            f"methods on your data (trainways {command} without --backends)"
+        )
 
 
 def _require_writable(path: Path) -> None:
@@ -278,9 +289,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "without --tutorial"
             )
         methods = args.methods or ("fit",)
+    config = config_from_args(args)
+    if backends:
+        _refuse_backends_with_own_data(config, "compare")
     configure_logging(None, quiet=args.quiet)
     return start_comparison(
-        config_from_args(args),
+        config,
         methods,
         tutorial=args.tutorial,
         backends=backends,
@@ -346,6 +360,13 @@ def _checked_data(args: argparse.Namespace) -> tuple[DataConfig, Any]:
     from trainways.data import check_identity, load_reuters
 
     config = DataConfig(**{k.partition(".")[2]: v for k, v in given_options(args).items()})
+    if config.is_user_data:
+        baseline = args.command == "baseline"
+        what = "baseline fits TF-IDF + LinearSVC on" if baseline else "data info describes"
+        raise UsageError(
+            f"{what} the Reuters data: --data FILE.py:FUNCTION is not supported here (train, "
+            "agree and compare take it)"
+        )
     reuters = load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
     check_identity(
         reuters.fingerprint, config.source or reuters.source, allow_other=config.allow_other_data

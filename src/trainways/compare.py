@@ -200,7 +200,7 @@ def _run_all(
                 file=sys.stderr,
             )
             return code
-    if "baseline" not in state:
+    if "baseline" not in state and not config.data.is_user_data:  # the baseline is Reuters'
         log("baseline: fitting TF-IDF + LinearSVC on the same wires")
         state["baseline"] = baseline_figures(config)
         rundir.write_json(state_path, state)

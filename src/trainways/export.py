@@ -132,7 +132,8 @@ def export_run(
 
     Raises:
         RunDirError: ``out`` exists and is not empty, or ``run_dir`` is not a completed run.
-        InferenceError: The model cannot be loaded, or the run has no encoder (a ``Loop``'s).
+        InferenceError: The model cannot be loaded, or the run has no encoder (a ``Loop``'s, or
+            one trained on the user's data).
     """
     from trainways import inference
 
@@ -145,6 +146,7 @@ def export_run(
     if target is None or not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
         raise rundir.RunDirError(f"cannot write {out}: {target} is not a writable directory")
     rundir.require_completed(Path(run_dir))
+    inference.refuse_own_data_run(run_dir, "export")
     state = inference.encoder_state(run_dir)
     model, model_path = inference.load_model(run_dir, last=last, trust_code=trust_code)
     export_text_model(model, state, out)

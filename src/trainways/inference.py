@@ -146,6 +146,34 @@ def _refuse_loop_run(run_dir: Path) -> None:
         )
 
 
+#: What each command does with Reuters, and how to do it in Python on a run of the user's data.
+_OWN_DATA_INSTEAD = {
+    "evaluate": ("scores the Reuters test split", "call model.evaluate on your data"),
+    "predict": ("classifies Reuters newswire text", "call model.predict"),
+    "export": ("serves Reuters text", "call model.export"),
+}
+
+
+def refuse_own_data_run(run_dir: Path | str, command: str) -> None:
+    """Refuse ``command`` (``evaluate``, ``predict``, ``export``) on a run trained on the user's
+    data (``--data FILE.py:FUNCTION``): each reads Reuters text, and running the data function
+    the run records would run code the run directory carries.
+
+    Raises:
+        InferenceError: The run trained on the user's data (one line saying what works).
+    """
+    from trainways.config import is_code_ref
+
+    source = rundir.read_config(Path(run_dir)).get("data", {}).get("source")
+    if is_code_ref(source):
+        does, instead = _OWN_DATA_INSTEAD[command]
+        raise InferenceError(
+            f"run {run_dir} trained on your data ({source}): {command} {does} and is not "
+            f"supported for --data FILE.py:FUNCTION runs; in Python, load "
+            f"{Path(run_dir) / rundir.MODEL} with keras.models.load_model and {instead}"
+        )
+
+
 def encoder_state(run_dir: Path | str) -> dict[str, Any]:
     """The run's ``encoder.json``: word index, topics, encoding options and ``max_len``
     (:func:`trainways.rundir.read_encoder`: a damaged one is a one-line error).
@@ -182,13 +210,15 @@ def evaluate(
     Raises:
         DataError: The data is not what the run was trained on (nothing is written).
         InferenceError: The model cannot be loaded (:func:`load_model`), or the run was made by
-            a ``trainways.Loop`` script, which records no data to evaluate on.
+            a ``trainways.Loop`` script, which records no data to evaluate on, or trained on the
+            user's data (:func:`refuse_own_data_run`).
         SymlinkRefused: With ``write``, a file it writes is a symbolic link (nothing is
             written).
         RunDirBusy: With ``write``, another process writes the run (nothing is written).
     """
     run_dir = Path(run_dir)
     rundir.require_completed(run_dir)  # first: no lock file in what is not a run
+    refuse_own_data_run(run_dir, "evaluate")
     if not write:
         return _evaluate(run_dir, data=data, last=last, write=False, trust_code=trust_code)
     with rundir.lock(run_dir, advice="wait for it to end, then evaluate it"):
@@ -290,11 +320,13 @@ def predict(
 
     Raises:
         RunDirError: ``run_dir`` is not a completed run.
-        InferenceError: No text, ``top_k`` < 1, or the model cannot be loaded.
+        InferenceError: No text, ``top_k`` < 1, the model cannot be loaded, or the run trained
+            on the user's data (:func:`refuse_own_data_run`).
     """
     from trainways.data import Reuters, pad
 
     rundir.require_completed(run_dir)
+    refuse_own_data_run(run_dir, "predict")
     if not texts or not any(text.strip() for text in texts):
         raise InferenceError("no text to classify: give a newswire text")
     if top_k < 1:

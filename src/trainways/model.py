@@ -245,15 +245,17 @@ def precision_scope(precision: str) -> Iterator[None]:
 def build_model(
     config: ModelConfig,
     *,
-    vocab_size: int,
-    num_classes: int,
-    max_len: int,
+    vocab_size: int | None = None,
+    num_classes: int | None = None,
+    max_len: int | None = None,
     precision: str = "float32",
 ) -> keras.Model:
     """Build the preset named by ``config.preset`` with the dtype policy ``precision``.
 
     ``config.preset`` may also name the user's builder, ``FILE.py:FUNCTION``
-    (:func:`trainways.steps.build_from_function`).
+    (:func:`trainways.steps.build_from_function`). The Reuters shape (``vocab_size``,
+    ``num_classes``, ``max_len``) is required by a preset; a builder may ask for what is given
+    (none of it for the user's own data), ``embedding_dim`` and ``dropout``.
 
     With ``config.initial_weights`` the model starts from that file's weights.
 
@@ -263,19 +265,20 @@ def build_model(
     """
     from trainways import steps
 
+    shape = {"vocab_size": vocab_size, "num_classes": num_classes, "max_len": max_len}
     if is_code_ref(config.preset):
         builder = steps.load_function(config.preset, role="preset")
         with precision_scope(precision):
             model = steps.build_from_function(
                 builder,
                 config.preset,
-                vocab_size=vocab_size,
-                num_classes=num_classes,
-                max_len=max_len,
+                **{name: value for name, value in shape.items() if value is not None},
                 embedding_dim=config.embedding_dim,
                 dropout=config.dropout,
             )
     else:
+        if None in shape.values():
+            raise ValueError(f"build_model: preset {config.preset!r} needs {', '.join(shape)}")
         try:
             builder = PRESETS[config.preset]
         except KeyError:

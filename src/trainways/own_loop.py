@@ -193,11 +193,10 @@ class Loop:
     ) -> Any:
         """Seed the run, prepare its data as ``trainways.fit`` does, and place it; return the
         :class:`trainways.data.Inputs`."""
-        from trainways.api import _train_data
         from trainways.backends import current
         from trainways.data import prepare_inputs
         from trainways.trainers import steps_of
-        from trainways.training import seed_everything
+        from trainways.training import seed_everything, train_data_from
 
         batch_size = data_arguments["batch_size"]
         self._config = RunConfig(
@@ -211,7 +210,7 @@ class Loop:
         )
         seed_everything(self._config)
         inputs = prepare_inputs(**data_arguments, seed=seed, tensorflow=True)
-        data = _train_data(inputs, None)
+        data = train_data_from(inputs, None)
         self._backend = current()
         self._placement = self._backend.prepare(self.model, data)
         if self._placement.spans_workers:

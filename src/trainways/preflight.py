@@ -2,9 +2,11 @@
 written.
 
 ``trainways train``, ``--resume``, ``agree`` and ``compare`` all start with :func:`preflight`:
-the data loaded and checked (it is Keras's dataset, or the run's own), the devices set up, and
-the model built once on a throwaway (its shape, the optimizer and compiler settings the backend
-may refuse, a user's step traced), so that bad input is one line and no run directory.
+the data loaded and checked (it is Keras's dataset, or the run's own; or the user's data
+function called, ``--data FILE.py:FUNCTION``), the devices set up, and the model built once on
+a throwaway (its shape, the optimizer and compiler settings the backend may refuse, a user's
+step traced; the user's model set up on the user's data as every method sets it up), so that
+bad input is one line and no run directory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ import keras
 
 from trainways.backends import current
 from trainways.config import ConfigError, DataConfig, RunConfig, is_code_ref
-from trainways.training import build_model_for, build_optimizer_for, build_training
+from trainways.steps import describe_error
+from trainways.training import (
+    build_model_for,
+    build_optimizer_for,
+    build_training,
+    load_run_data,
+)
+from trainways.user_data import UserData
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,8 @@ class Prepared:
 
     Attributes:
         config: The configuration, seed drawn, backend and data fingerprint recorded.
-        reuters: The loaded data.
+        reuters: The loaded data: the Reuters data, or the user's
+            (:class:`~trainways.user_data.UserData`).
         devices: The devices and strategy (the backend's ``devices.make_strategy``), or ``None``
             where the command trains in child processes that set up their own.
         backend: The module of the backend this process runs on
@@ -59,7 +69,8 @@ def preflight(config: RunConfig, *, devices: bool = True, resuming: Path | None 
     backend = current()
     if resuming is None:
         config = with_backend(with_seed(config))
-    reuters = load_data(config.data)  # a bad --data fails before any run directory exists
+    # A bad --data fails before any run directory exists.
+    reuters = load_run_data(config.data)
     if resuming is None:
         check(config, reuters)
         config = with_fingerprint(config, reuters)
@@ -74,7 +85,8 @@ def preflight(config: RunConfig, *, devices: bool = True, resuming: Path | None 
 
 
 def load_data(config: DataConfig) -> Any:
-    """The Reuters data a configuration asks for (:func:`trainways.data.load_reuters`)."""
+    """The Reuters data a configuration asks for (:func:`trainways.data.load_reuters`); a
+    command that reads Reuters only (``evaluate``, ``baseline``) loads it with this."""
     from trainways.data import load_reuters
 
     return load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
@@ -89,6 +101,9 @@ def check(config: RunConfig, reuters: Any) -> None:
             split holds no wire out.
     """
     from trainways.data import check_identity, held_out_wires
+
+    if isinstance(reuters, UserData):
+        return  # the user's data: nothing to hold it to
 
     check_identity(
         reuters.fingerprint,
@@ -125,6 +140,9 @@ def check_run_data(config: RunConfig, reuters: Any, run_dir: Path) -> None:
     """
     from trainways.data import check_identity, check_same_data
 
+    if isinstance(reuters, UserData):
+        return  # what a function returns has no fingerprint to check (docs/data.md)
+
     source = config.data.source or reuters.source
     if config.data.fingerprint is None:
         check_identity(reuters.fingerprint, source, allow_other=config.data.allow_other_data)
@@ -141,8 +159,12 @@ def check_model(config: RunConfig, reuters: Any, devices: Any, backend: ModuleTy
     Raises:
         ConfigError: The preset is unknown, or cannot take sequences of ``max_len`` ids (the
             tutorial CNN's pooling leaves nothing of fewer than 12), or does not output one
-            probability per topic.
+            probability per topic; or the user's model does not build, or cannot be set up
+            on the user's data.
     """
+    if isinstance(reuters, UserData):
+        _check_user_model(config, reuters, devices, backend)
+        return
     try:
         with _scope(devices):
             model = build_model_for(config, reuters)
@@ -217,6 +239,37 @@ def _output_shape(model: keras.Model, max_len: int) -> tuple[int | None, ...]:
         return (None, *(int(n) for n in shape[1:]))
 
 
+def _check_user_model(config: RunConfig, data: UserData, devices: Any, backend: ModuleType) -> None:
+    """:func:`check_model` for the user's data: the model built and set up on the data as every
+    method sets it up (compiled unless its builder compiled it, built on a batch shaped as the
+    data's, the optimizer built), on a throwaway."""
+    from trainways.data import DataError
+    from trainways.trainers import prepare
+
+    preset, source = config.model.preset, config.data.source
+    with _scope(devices):
+        try:
+            training = build_training(config, data, backend=backend)
+        except (ConfigError, DataError):
+            raise
+        except Exception as error:  # the user's builder: its error in one line
+            raise ConfigError(
+                f"model {preset!r} failed: {describe_error(error)}", keys=("preset",)
+            ) from None
+        try:
+            prepare(training.model, training.data, training.spec, backend)
+        except (ConfigError, DataError):
+            raise
+        except Exception as error:
+            raise ConfigError(
+                f"model {preset!r} does not take the data of {source!r}: {describe_error(error)}",
+                keys=("preset", "source"),
+            ) from None
+    if config.train.step or config.train.test_step:
+        check_steps(config, data, devices, backend)
+    keras.backend.clear_session()  # as check_model: the throwaway's names are forgotten
+
+
 def check_steps(config: RunConfig, reuters: Any, devices: Any, backend: ModuleType) -> None:
     """Load the user's step functions and trace them once on a throwaway model, so that a broken
     step (a missing file or function, a wrong signature, logs without a loss) is refused before
@@ -236,8 +289,10 @@ def check_steps(config: RunConfig, reuters: Any, devices: Any, backend: ModuleTy
 
 
 def with_fingerprint(config: RunConfig, reuters: Any) -> RunConfig:
-    """``config`` with the loaded data's fingerprint recorded (``config.json`` keeps it)."""
-    found = reuters.fingerprint.to_dict() if reuters.fingerprint is not None else None
+    """``config`` with the loaded data's fingerprint recorded (``config.json`` keeps it; the
+    user's data has none)."""
+    fingerprint = getattr(reuters, "fingerprint", None)
+    found = fingerprint.to_dict() if fingerprint is not None else None
     return replace(config, data=replace(config.data, fingerprint=found))
 
 

@@ -64,25 +64,26 @@ def _weights(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
 def comparison_rows(
     out: Path, methods: Sequence[str], peaks: Mapping[str, float]
 ) -> list[dict[str, Any]]:
-    """One summary row per method from its run directory (``out/<method>``)."""
+    """One summary row per method from its run directory (``out/<method>``); a figure the run
+    did not log (a user's model may log no accuracy, or validate on nothing) is ``nan``."""
     rows = []
     for method in methods:
         run = out / method
         metrics = rundir.read_metrics(run)
         config = rundir.read_config(run)
-        final, best = metrics["final"], metrics["best"]
+        final, best = metrics["final"], metrics.get("best") or {}
         seconds = metrics["mean_seconds_per_epoch"]
         train_wires = metrics.get("train_samples")
         rows.append(
             {
                 "method": method,
-                "best_val_accuracy": best["val_accuracy"],
-                "best_epoch": best["epoch"],
-                "final_val_accuracy": final["val_accuracy"],
+                "best_val_accuracy": best.get("val_accuracy", math.nan),
+                "best_epoch": best.get("epoch"),
+                "final_val_accuracy": final.get("val_accuracy", math.nan),
                 "best_val_top5_accuracy": max(
-                    rundir.read_history(run)["val_top5_accuracy"], default=math.nan
+                    rundir.read_history(run).get("val_top5_accuracy", []), default=math.nan
                 ),
-                "final_val_top5_accuracy": final["val_top5_accuracy"],
+                "final_val_top5_accuracy": final.get("val_top5_accuracy", math.nan),
                 "final_loss": final["loss"],
                 "mean_seconds_per_epoch": seconds,
                 "samples_per_second": (train_wires / seconds) if train_wires and seconds else None,
@@ -106,12 +107,15 @@ def plot_comparison(out: Path, methods: Sequence[str]) -> list[Path]:
     plots.mkdir(exist_ok=True)
     written = []
     for key, title in _METRIC_PANELS:
+        if not all(key in history for history in histories.values()):
+            continue  # a user's model need not log it
         figure, axes = plt.subplots(figsize=(6.4, 4.0))
         for method, history in histories.items():
             epochs = range(1, len(history[key]) + 1)
             colour = _COLOURS.get(method)
             axes.plot(epochs, history[key], "o--", color=colour, label=f"{method} train")
-            axes.plot(epochs, history[f"val_{key}"], "s-", color=colour, label=f"{method} val")
+            if f"val_{key}" in history:
+                axes.plot(epochs, history[f"val_{key}"], "s-", color=colour, label=f"{method} val")
         axes.set(title=f"{title} per epoch", xlabel="epoch", ylabel=title.lower())
         _epoch_axis(axes, max(len(h[key]) for h in histories.values()))
         axes.legend(fontsize=8, ncol=2)
@@ -174,7 +178,8 @@ def _cells(row: Mapping[str, Any]) -> list[str]:
     cells = []
     for _, key, digits in _COLUMNS:
         if key is None:
-            cells.append(f"{row['best_val_accuracy']:.4f} ({row['best_epoch']})")
+            best = row["best_val_accuracy"]
+            cells.append("–" if math.isnan(best) else f"{best:.4f} ({row['best_epoch']})")
         elif key == "method":
             cells.append(str(row["method"]))
         else:

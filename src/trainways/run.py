@@ -50,6 +50,7 @@ from trainways.training import (
     schedule_callbacks,
     seed_everything,
 )
+from trainways.user_data import UserData
 
 
 def train(
@@ -91,7 +92,15 @@ def resume(run_dir: Path, *, options: Mapping[str, Any] | None = None, quiet: bo
     """
     options = options or {}
     rundir.require_resumable(run_dir)  # before anything, the lock file included, is made in it
-    config = apply_options(RunConfig.from_dict(rundir.read_config(run_dir)), options)
+    recorded = RunConfig.from_dict(rundir.read_config(run_dir))
+    config = apply_options(recorded, options)
+    if config.data.is_user_data != recorded.data.is_user_data:
+        raise ConfigError(
+            f"--resume {run_dir}: the run trained on {recorded.data.source or 'the Reuters data'}"
+            f", and data {config.data.source!r} is another kind: give the run's kind of data "
+            "(its moved file), or leave --data out",
+            keys=("source",),
+        )
     if (
         config.device.strategy == "multiworker"
         and options.get("device.task_index") is None
@@ -230,30 +239,41 @@ def _train(life: RunLife, prepared: Prepared) -> None:
     with devices.strategy.scope():
         training = build_training(config, reuters, first_epoch=life.first_epoch, backend=backend)
     _log_header(out, config, reuters, training, devices)
+    own_data = isinstance(reuters, UserData)
     callbacks = life.callbacks(
         schedule_callbacks(config),
         extra_optimizers=extra_optimizers(training.spec.train_step, training.spec.test_step),
+        best_monitor=_best_monitor(reuters),
     )
     with devices.strategy.scope():
         get_trainer(config.train.method, backend)(
             training.model, training.data, training.spec, callbacks
         )
-    from trainways.data import held_out_wires
-
     summary = life.summary()
-    # The wires the epochs trained on: a validation split holds the last ones out.
-    train_wires = len(reuters.y_train)
-    summary["train_samples"] = train_wires - held_out_wires(
-        train_wires, config.data.validation_split
-    )
+    files = {}
+    if own_data:
+        if reuters.samples is not None:
+            summary["train_samples"] = reuters.samples
+    else:
+        from trainways.data import held_out_wires
+
+        # The wires the epochs trained on: a validation split holds the last ones out.
+        train_wires = len(reuters.y_train)
+        summary["train_samples"] = train_wires - held_out_wires(
+            train_wires, config.data.validation_split
+        )
+        files[rundir.ENCODER] = {**reuters.encoder_state(), "max_len": config.data.max_len}
     life.complete(
         training.model,
         summary=summary,
-        files={rundir.ENCODER: {**reuters.encoder_state(), "max_len": config.data.max_len}},
+        files=files,
         device=devices.description,
         data=reuters.source,
     )
-    best = summary["best"]
+    best = summary.get("best")  # a user's model may log no accuracy: no best epoch then
+    if best is None:
+        LOG.info("run saved in %s", out)
+        return
     LOG.info(
         "best %s %.4f at epoch %d; run saved in %s",
         best["monitor"],
@@ -261,6 +281,15 @@ def _train(life: RunLife, prepared: Prepared) -> None:
         best["epoch"],
         out,
     )
+
+
+def _best_monitor(data: Any) -> tuple[str, str]:
+    """What ``best.keras`` follows: the validation accuracy on Reuters; on the user's data,
+    whose metrics trainways does not know before training, the validation loss (the training
+    loss without validation data)."""
+    if not isinstance(data, UserData):
+        return ("val_accuracy", "max")
+    return ("val_loss" if data.validation is not None else "loss", "min")
 
 
 def _log_header(
@@ -278,6 +307,27 @@ def _log_header(
             batch,
             per_replica,
         )
+    if isinstance(reuters, UserData):
+        LOG.info("data:   %s", reuters.describe())
+    else:
+        _log_reuters(config, reuters)
+    train = config.train
+    compiled = getattr(training.model, "compiled", False)  # by a user's builder: its own rate
+    LOG.info(
+        "method: %s, %d epochs, batch %d%s, seed %d%s, run directory %s",
+        train.method,
+        train.epochs,
+        train.batch_size,
+        "" if compiled else f", lr {train.learning_rate:g}",
+        train.seed,
+        ", deterministic" if train.deterministic else "",
+        out,
+    )
+    if compiled:
+        LOG.info("compile: the model's own (its loss, optimizer, learning rate and metrics)")
+
+
+def _log_reuters(config: RunConfig, reuters: Any) -> None:
     LOG.info("data:   %s", reuters.source)
     from trainways.data import held_out_wires
 
@@ -290,15 +340,4 @@ def _log_header(
         if split
         else f"the {val_wires:,} test wires (as the tutorial; --validation-split F holds "
         "training wires out instead)",
-    )
-    train = config.train
-    LOG.info(
-        "method: %s, %d epochs, batch %d, lr %g, seed %d%s, run directory %s",
-        train.method,
-        train.epochs,
-        train.batch_size,
-        train.learning_rate,
-        train.seed,
-        ", deterministic" if train.deterministic else "",
-        out,
     )

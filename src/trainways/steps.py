@@ -224,7 +224,9 @@ def check_own_step_logs(logs: Any, metric_names: list[str], *, role: str) -> Non
 
 
 def build_from_function(builder: Callable[..., keras.Model], ref: str, **available: Any) -> Any:
-    """Call a model builder with the arguments it names (:data:`BUILDER_ARGUMENTS`).
+    """Call a model builder with the arguments it names, of those ``available`` (with the
+    Reuters data, :data:`BUILDER_ARGUMENTS`; with the user's own, ``embedding_dim`` and
+    ``dropout``).
 
     Raises:
         ConfigError: The builder asks for something else, or returns no Keras model.
@@ -240,7 +242,8 @@ def build_from_function(builder: Callable[..., keras.Model], ref: str, **availab
         ):
             raise ConfigError(
                 f"model {ref!r}: parameter {parameter.name!r} of {_name(builder)}{signature} is "
-                f"not one trainways gives: a builder may ask for {', '.join(BUILDER_ARGUMENTS)}",
+                f"not one trainways gives: a builder may ask for {', '.join(available)}"
+                + _for_own_data(parameter.name),
                 keys=("preset",),
             )
     if available.get("dropout") is not None and "dropout" not in wanted:
@@ -256,6 +259,13 @@ def build_from_function(builder: Callable[..., keras.Model], ref: str, **availab
             f"model {ref!r} returned {type(model).__name__}, not a keras.Model", keys=("preset",)
         )
     return model
+
+
+def _for_own_data(name: str) -> str:
+    """Why a Reuters argument is not given: the data is the user's own."""
+    if name not in BUILDER_ARGUMENTS:
+        return ""
+    return " (vocab_size, num_classes and max_len describe the Reuters data, not yours)"
 
 
 def keeps(*optimizers: keras.optimizers.Optimizer) -> Callable[[StepFn], StepFn]:

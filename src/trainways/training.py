@@ -5,21 +5,40 @@ given: :func:`make_spec` is the one translation from a :class:`~trainways.config
 a :class:`~trainways.trainers.TrainSpec` (the CLI's runs, ``trainways.train`` and ``agree`` use
 it), :func:`schedule_callbacks` the one set of callbacks that change the training itself, and
 :func:`seed_everything` the one seeding.
+
+A run's data is Reuters or the user's (``--data FILE.py:FUNCTION``, :mod:`trainways.user_data`):
+:func:`load_run_data` loads either, and :func:`build_model_for` and :func:`build_training` are
+where the two part ways; :func:`train_data_from` is the one translation from prepared
+:class:`~trainways.data.Inputs` to the trainers' :class:`~trainways.trainers.TrainData` (used
+by user data and ``trainways.fit``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
 import keras
 
 from trainways import callbacks as tw_callbacks
-from trainways.config import RunConfig, TrainConfig
+from trainways.config import ConfigError, DataConfig, RunConfig, TrainConfig
 from trainways.steps import load_step
 from trainways.trainers import TrainData, TrainSpec
+from trainways.user_data import UserData, load_user_data
+
+#: Training options that ``compile()`` owns: a model its builder compiled keeps its own.
+COMPILE_OPTIONS = (
+    "learning_rate",
+    "weight_decay",
+    "loss",
+    "label_smoothing",
+    "xla_optimizer",
+    "dense_gradients",
+    "jit_compile",
+    "steps_per_execution",
+)
 
 
 @dataclass(frozen=True)
@@ -74,15 +93,33 @@ def make_spec(
     )
 
 
-def build_model_for(config: RunConfig, reuters: Any) -> keras.Model:
-    """The model ``config`` asks for, shaped for ``reuters`` (call :func:`seed_everything`
-    first: its initial weights come from the seed)."""
+def load_run_data(config: DataConfig) -> Any:
+    """The data a configuration trains on: the Reuters data
+    (:func:`trainways.data.load_reuters`), or what the user's data function returned
+    (:class:`~trainways.user_data.UserData`, ``--data FILE.py:FUNCTION``).
+
+    Raises:
+        ConfigError, DataError: The data cannot be loaded (one line).
+    """
+    if config.is_user_data:
+        return load_user_data(config.source)
+    from trainways.data import load_reuters
+
+    return load_reuters(config.source, num_words=config.num_words, skip_top=config.skip_top)
+
+
+def build_model_for(config: RunConfig, data: Any) -> keras.Model:
+    """The model ``config`` asks for, shaped for the Reuters ``data``, or the user's builder's
+    model for the user's data (which it may ask only for ``embedding_dim`` and ``dropout``).
+    Call :func:`seed_everything` first: its initial weights come from the seed."""
     from trainways.model import build_model
 
+    if isinstance(data, UserData):
+        return build_model(config.model, precision=config.train.precision)
     return build_model(
         config.model,
-        vocab_size=reuters.vocab_size,
-        num_classes=reuters.num_classes,
+        vocab_size=data.vocab_size,
+        num_classes=data.num_classes,
         max_len=config.data.max_len,
         precision=config.train.precision,
     )
@@ -118,12 +155,18 @@ def build_training(
 
     Args:
         config: The run's configuration (``train.seed`` set).
-        reuters: The loaded data.
+        reuters: The loaded data (:func:`load_run_data`: Reuters, or the user's).
         first_epoch: Epoch to start at (a resumed run's next epoch).
         backend: The backend's module (default: the running backend's): its optimizers and
             the arguments a user's step takes.
+
+    Raises:
+        ConfigError: A model its builder compiled, and a training option its ``compile()``
+            owns set too.
     """
     backend = _running(backend)
+    if isinstance(reuters, UserData):
+        return _user_training(config, reuters, first_epoch=first_epoch, backend=backend)
     from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
     from trainways.model import adapt_to_training_data, build_loss, build_metrics
 
@@ -165,6 +208,107 @@ def build_training(
         test_step=_load_step(train.test_step, "test_step", backend),
     )
     return Training(model, data, spec)
+
+
+def _user_training(
+    config: RunConfig, data: UserData, *, first_epoch: int, backend: ModuleType
+) -> Training:
+    """:func:`build_training` for the user's data and model: the data prepared as
+    ``trainways.fit`` prepares it, the model's own ``compile()`` kept (the run's options
+    compile a model its builder left uncompiled, as a preset is)."""
+    from trainways.model import build_loss, build_metrics
+
+    model = build_model_for(config, data)
+    train = config.train
+    inputs = data.inputs(batch_size=train.batch_size, seed=train.seed, first_epoch=first_epoch)
+    steps = {
+        "first_epoch": first_epoch,
+        "train_step": _load_step(train.step, "step", backend),
+        "test_step": _load_step(train.test_step, "test_step", backend),
+    }
+    if getattr(model, "compiled", False):
+        _refuse_compile_options(train, config.model.preset)
+        own = TrainConfig(
+            **{
+                **asdict(train),
+                "jit_compile": bool(model.jit_compile),
+                "steps_per_execution": model.steps_per_execution,
+            }
+        )
+        spec = make_spec(
+            own,
+            loss=model.loss,
+            optimizer=model.optimizer,
+            metrics=lambda: compiled_metrics(model),
+            **steps,
+        )
+    else:
+        spec = make_spec(
+            train,
+            loss=build_loss(train.loss, train.label_smoothing),
+            optimizer=build_optimizer_for(train, backend),
+            metrics=build_metrics,
+            **steps,
+        )
+    return Training(model, train_data_from(inputs), spec)
+
+
+def _refuse_compile_options(train: TrainConfig, preset: str) -> None:
+    defaults = TrainConfig()
+    for key in COMPILE_OPTIONS:
+        if getattr(train, key) != getattr(defaults, key):
+            raise ConfigError(
+                f"{key} {getattr(train, key)!r} conflicts with the compile() of model "
+                f"{preset!r}, which wins: give it to compile() there, or return the model "
+                "uncompiled",
+                keys=(key,),
+            )
+
+
+def compiled_metrics(model: keras.Model) -> list[keras.metrics.Metric]:
+    """Fresh copies of the metrics a model was compiled with, for a user's step's ``y_pred``
+    (the compiled ones stay the model's).
+
+    Raises:
+        ConfigError: The model's metrics are per output: a step's ``y_pred`` updates one list.
+    """
+    metrics = (model.get_compile_config() or {}).get("metrics") or []
+    if not isinstance(metrics, list):
+        raise ConfigError(
+            "a step function's y_pred updates a flat list of metrics: compile the model with "
+            "metrics=[...] (not per output) to use a step",
+            keys=("step",),
+        )
+    fresh = []
+    for metric in metrics:
+        resolved = keras.metrics.get(metric)
+        if not isinstance(resolved, keras.metrics.Metric):
+            resolved = keras.metrics.MeanMetricWrapper(resolved, name=str(metric))
+        fresh.append(resolved)
+    return fresh
+
+
+def train_data_from(inputs: Any, validation_steps: int | None = None) -> TrainData:
+    """The trainers' :class:`TrainData` of what :func:`trainways.data.prepare_inputs` made."""
+    numpy = None
+    if inputs.numpy is not None:
+        numpy = TrainData(
+            inputs.numpy.train,
+            inputs.numpy.validation,
+            inputs.steps_per_epoch,
+            clock=inputs.clock,
+            validation_steps=validation_steps,
+        )
+    return TrainData(
+        inputs.train,
+        inputs.validation,
+        inputs.steps_per_epoch,
+        numpy=numpy,
+        clock=inputs.clock,
+        validation_steps=validation_steps,
+        fit_train=inputs.fit_train,
+        fit_validation=inputs.fit_validation,
+    )
 
 
 def _load_step(ref: str | None, role: str, backend: ModuleType) -> Callable[..., Any] | None:

@@ -147,6 +147,12 @@ def parse_path(text: str) -> str:
     return str(Path(text).expanduser().resolve())
 
 
+def parse_data_source(text: str) -> str:
+    """``--data``: the Reuters data's path, or a data function's ``FILE.py:FUNCTION``, made
+    absolute."""
+    return parse_code_ref(text) if is_code_ref(text) else parse_path(text)
+
+
 def check_code_ref(key: str, value: str) -> None:
     """``value`` is a ``FILE.py:FUNCTION``."""
     try:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainways.config.fields import ConfigError, replace
+from trainways.config.fields import ConfigError, is_code_ref, replace
 from trainways.config.sections import DataConfig, DeviceConfig, ModelConfig
 from trainways.config.training import TrainConfig
 
@@ -29,6 +29,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.is_user_data and not is_code_ref(self.model.preset):
+            raise ConfigError(
+                f"data {self.data.source!r} is your own and model {self.model.preset!r} is a "
+                "Reuters preset: give your model's builder too, as FILE.py:FUNCTION",
+                keys=("preset", "source"),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form of the configuration."""

@@ -6,7 +6,7 @@ construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trainways.config.fields import (
@@ -21,6 +21,7 @@ from trainways.config.fields import (
     check_types,
     is_code_ref,
     option,
+    parse_data_source,
     parse_float,
     parse_int,
     parse_int_list,
@@ -32,11 +33,13 @@ from trainways.config.fields import (
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the Reuters data comes from and how it is shaped.
+    """Where the data comes from and how the Reuters data is shaped.
 
     Attributes:
         source: An SGML directory or a Keras-format ``reuters.npz``; ``None`` resolves the usual
-            search order (``$TRAINWAYS_DATA``, the cache, Keras's file).
+            search order (``$TRAINWAYS_DATA``, the cache, Keras's file). Or your data function
+            ``FILE.py:FUNCTION``, returning ``(train, validation)`` (docs/data.md, "Your own
+            data"): the other fields, which shape the Reuters data, then keep their defaults.
         num_words: Keep only the most frequent words (Keras ``num_words``); ``None`` keeps all.
         skip_top: Map the most frequent ``skip_top`` ids to OOV (Keras ``skip_top``).
         max_len: Length sequences are pre-padded and pre-truncated to.
@@ -53,12 +56,14 @@ class DataConfig:
 
     source: str | None = option(
         flag="--data",
-        parse=parse_path,
-        metavar="PATH",
+        parse=parse_data_source,
+        metavar="PATH|FILE.py:FUNCTION",
         group="data",
         resumable=True,
-        help="Reuters-21578 directory (reut2-*.sgm) or a Keras reuters.npz; default: "
-        "$TRAINWAYS_DATA, then the trainways cache, then Keras's reuters.npz",
+        help="Reuters-21578 directory (reut2-*.sgm) or a Keras reuters.npz (default: "
+        "$TRAINWAYS_DATA, then the trainways cache, then Keras's reuters.npz); or your data: "
+        "FUNCTION() in FILE.py returning (train, validation), with --model FILE.py:FUNCTION "
+        "(see docs/data.md)",
     )
     num_words: int | None = option(
         flag="--num-words",
@@ -108,6 +113,26 @@ class DataConfig:
         check_positive("max_len", self.max_len)
         check_at_least_zero("skip_top", self.skip_top)
         check_fraction("validation_split", self.validation_split, zero=False)
+        if is_code_ref(self.source):
+            check_code_ref("source", self.source)
+            self._refuse_reuters_options()
+
+    @property
+    def is_user_data(self) -> bool:
+        """Whether the data comes from the user's function (``FILE.py:FUNCTION``), not
+        Reuters."""
+        return is_code_ref(self.source)
+
+    def _refuse_reuters_options(self) -> None:
+        """Refuse, with a data function, the fields that shape the Reuters data."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in ("num_words", "skip_top", "max_len", "validation_split", "allow_other_data"):
+            if getattr(self, key) != defaults[key]:
+                raise ConfigError(
+                    f"{key} {getattr(self, key)!r} shapes the Reuters data, not data "
+                    f"{self.source!r}: leave it out (your function returns the data as trained)",
+                    keys=(key,),
+                )
 
 
 @dataclass(frozen=True)

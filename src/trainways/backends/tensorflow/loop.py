@@ -82,7 +82,7 @@ class LoopStepper(PassStepper):
         else:
             train = _Pass(self._train, list(model.metrics), model.get_metrics_result)
         self._passes = {"train": train}
-        self._train_step, self._train_many = self._compile(train, spec.jit_compile)
+        self._train_step, self._train_many = self._compile(train, spec.jit_compile, training=True)
         self._test_step: Any = None
         self._test_many: Any = None
         if spec.test_step is not None:  # the user's: checked now, before any step runs
@@ -90,7 +90,9 @@ class LoopStepper(PassStepper):
 
     def _add_test(self, test: _Pass) -> None:
         self._passes["test"] = test
-        self._test_step, self._test_many = self._compile(test, self._spec.jit_compile)
+        self._test_step, self._test_many = self._compile(
+            test, self._spec.jit_compile, training=False
+        )
 
     def _make_test(self) -> _Pass:
         """The validation pass, made when the first validation runs: a run without validation
@@ -102,12 +104,14 @@ class LoopStepper(PassStepper):
 
     # ----------------------------------------------------------------- compiling a pass
 
-    def _compile(self, kind: _Pass, jit_compile: bool) -> tuple[Any, Any]:
+    def _compile(self, kind: _Pass, jit_compile: bool, *, training: bool) -> tuple[Any, Any]:
         """One step, and up to ``steps`` steps in one graph, as ``tf.function`` graphs."""
         if self._strategy is None:
             # A fixed signature with an unknown batch dimension: the last, smaller batch of an
-            # epoch reuses the same graph instead of tracing a second one.
-            signature = [self._element_spec]
+            # epoch reuses the same graph instead of tracing a second one. The training batches'
+            # spec is known; validation batches may have another structure (no sample weights),
+            # so their graph is traced from the first one (and relaxed by reduce_retracing).
+            signature = [self._element_spec] if training else None
 
             def one(data: Any) -> dict[str, tf.Tensor]:
                 kind.step(data)
