@@ -164,6 +164,9 @@ KINDS: dict[str, tuple[Callable[[], keras.Model], Callable[[], dict[str, Any]]]]
     "torch DataLoader": (_single, lambda: {"x": _torch_loader()}),
 }
 METHODS = ("fit", "batch", "loop")
+#: Rows of fit's own arguments rather than input kinds: the epochs they shape are the shared
+#: driver's for batch and loop on every backend, so one backend's row checks them.
+DRIVER_ROWS = ("validation_freq", "validation_steps", "initial_epoch")
 
 
 def _compare(expected: dict, got: dict, reference: keras.Model, model: keras.Model) -> str:
@@ -181,6 +184,8 @@ def _compare(expected: dict, got: dict, reference: keras.Model, model: keras.Mod
 def main() -> None:
     table: dict[str, str] = {}
     for kind, (build, arguments) in KINDS.items():
+        if kind in DRIVER_ROWS and keras.backend.backend() != "tensorflow":
+            continue
         reference = build()
         expected = reference.fit(**arguments(), epochs=EPOCHS, shuffle=False, verbose=0).history
         for method in METHODS:

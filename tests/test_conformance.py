@@ -21,7 +21,8 @@ CHILD = Path(__file__).with_name("conformance_child.py")
 
 @pytest.fixture(scope="module", params=["tensorflow", "jax", "torch"])
 def row(request) -> tuple[str, dict[str, str]]:
-    env = {**os.environ, "KERAS_BACKEND": request.param}
+    # One thread for PyTorch's kernels: two cores shared with the other test worker.
+    env = {**os.environ, "KERAS_BACKEND": request.param, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(CHILD)], env=env, capture_output=True, text=True, timeout=600
     )
@@ -31,7 +32,8 @@ def row(request) -> tuple[str, dict[str, str]]:
 
 def test_every_input_kind_and_method_equals_plain_fit_or_is_refused_in_one_line(row):
     backend, table = row
-    assert len(table) == 15 * 3, sorted(table)
+    rows = 15 if backend == "tensorflow" else 15 - 3  # fit's own arguments: one backend's row
+    assert len(table) == rows * 3, sorted(table)
     differs = {cell: verdict for cell, verdict in table.items() if verdict.startswith("differs")}
     assert not differs, f"{backend}: {differs}"
     for cell, verdict in table.items():
