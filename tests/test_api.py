@@ -378,3 +378,13 @@ def test_a_generator_resumes_at_the_epoch_boundary_and_says_so(tmp_path, capsys)
     said = "a generator stream cannot say where it was, so epoch 2 trains on the batches it"
     assert said in capsys.readouterr().err
     assert said in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_out_of_a_new_run_keeps_the_callers_initial_epoch(tmp_path):
+    x, y = toy_problem(64)
+    model = _model()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    history = trainways.fit(
+        model, x, y, epochs=3, initial_epoch=1, verbose=0, seed=1, out=tmp_path / "run"
+    )
+    assert history.epoch == [1, 2]

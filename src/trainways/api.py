@@ -52,8 +52,6 @@ COMPILE_OPTIONS = (
     "jit_compile",
     "steps_per_execution",
 )
-# Options of ``trainways train`` that ``fit`` takes as its own arguments.
-FIT_ARGUMENTS = ("epochs", "batch_size", "seed", "method", "tracking")
 
 
 def fit(
@@ -140,9 +138,6 @@ def fit(
         from trainways.backends import select
 
         select(backend)  # a process runs Keras on one backend: refused if it is another
-    for name in FIT_ARGUMENTS:
-        if name in options:
-            raise ConfigError(f"{name} is an argument of fit: pass {name}= itself", keys=(name,))
     compiled = bool(getattr(model, "compiled", False))
     _refuse_compile_conflicts(options, compiled)
     config = replace(
@@ -249,6 +244,7 @@ def _fit(
             "script": script_name(),
         }
         rundir.write_json(out / rundir.CONFIG, {"fit": settings})
+    if resume_from is not None:  # the checkpoint says where the run is
         spec = dataclasses.replace(spec, initial_epoch=life.first_epoch)
     life.start(lambda: _tracker(config, out), log=out is not None)
     if opened is not None:

@@ -10,7 +10,7 @@ and metrics. Two things make its History ``fit``'s:
   (a count such as ``TrueNegatives`` or a ratio such as ``Precision`` included; a mean of
   per-batch values would be wrong for both).
 - ``train_on_batch`` hands the model's step ``(x, y, None)`` where ``fit`` hands ``(x, y)``: a
-  model's own ``train_step`` / ``test_step`` gets the batch packed as ``fit`` packs it, so
+  model's own ``train_step`` / ``test_step`` gets the batch as the other methods give it, so
   ``x, y = data`` works in every method.
 
 Under a ``tf.distribute`` strategy, Keras 3's ``train_on_batch`` does not split a batch: it runs
@@ -95,15 +95,14 @@ class BatchStepper:
 
 def _as_fit_packs(step: Callable[..., Any]) -> Callable[..., Any]:
     """``step`` (a model's own ``train_step`` / ``test_step``, bound) fed its batch — the last
-    argument — packed as ``fit`` packs it: ``(x, y)`` without sample weights, ``x`` alone
-    without targets."""
+    argument — as the other methods feed it, the tuple the data yields: ``(x, y)`` without
+    sample weights, ``(x,)`` without targets (``train_on_batch`` hands ``(x, y, None)``)."""
 
     @functools.wraps(step)
     def packed(*args: Any) -> Any:
         *state, data = args  # JAX's steps take (state, data)
-        return step(
-            *state, keras.utils.pack_x_y_sample_weight(*keras.utils.unpack_x_y_sample_weight(data))
-        )
+        parts = keras.utils.unpack_x_y_sample_weight(data)
+        return step(*state, tuple(part for part in parts if part is not None))
 
     return packed
 
