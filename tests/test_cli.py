@@ -593,3 +593,35 @@ def test_predict_reads_a_non_utf8_byte_alike_from_a_file_and_stdin(
     assert results[0] == results[1]
     assert [r["topics"][0]["topic"] for r in results[0]] == ["copper", "grain"]
     assert results[0][1]["text"].startswith("caf\ufffd ")
+
+
+_COMPILED_BUILDER = (
+    "import keras\n"
+    "def build(vocab_size, num_classes, max_len):\n"
+    "    model = keras.Sequential([keras.Input((max_len,), dtype='int32'),\n"
+    "        keras.layers.Embedding(vocab_size, 4), keras.layers.GlobalAveragePooling1D(),\n"
+    "        keras.layers.Dense(num_classes, activation='softmax')])\n"
+    "    model.compile(optimizer=keras.optimizers.SGD(0.05),\n"
+    "                  loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+    "    return model\n"
+)
+
+
+def test_a_builders_compile_conflicting_with_an_option_is_refused_before_any_file(
+    corpus, tmp_path, capsys
+):
+    builder = tmp_path / "compiled.py"
+    builder.write_text(_COMPILED_BUILDER)
+    out = tmp_path / "out"
+    assert _train(corpus, out, "--model", f"{builder}:build", "--lr", "0.01") == 2
+    assert "learning_rate 0.01 conflicts with the compile() of model" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_a_builders_compile_is_what_the_run_trains(corpus, tmp_path):
+    builder = tmp_path / "compiled.py"
+    builder.write_text(_COMPILED_BUILDER)
+    out = tmp_path / "out"
+    assert _train(corpus, out, "--model", f"{builder}:build", "--epochs", "1") == 0
+    header = (out / rundir.HISTORY).read_text().splitlines()[0].split(",")
+    assert "accuracy" in header and "top5_accuracy" not in header  # the builder's metrics

@@ -29,6 +29,7 @@ from trainways.training import (
     build_optimizer_for,
     build_training,
     load_run_data,
+    refuse_compile_options,
 )
 from trainways.user_data import UserData
 
@@ -182,6 +183,8 @@ def check_model(config: RunConfig, reuters: Any, devices: Any, backend: ModuleTy
             f"{config.data.max_len} ({first}): choose a larger max_len",
             keys=("max_len", "preset"),
         ) from None
+    if getattr(model, "compiled", False):  # its compile() wins: a conflicting option is refused
+        refuse_compile_options(config.train, config.model.preset)
     shape = _output_shape(model, config.data.max_len)
     if shape != (None, reuters.num_classes):
         raise ConfigError(

@@ -168,7 +168,7 @@ def build_training(
     if isinstance(reuters, UserData):
         return _user_training(config, reuters, first_epoch=first_epoch, backend=backend)
     from trainways.data import EpochClock, NumpyBatches, make_dataset, model_inputs, steps_per_epoch
-    from trainways.model import adapt_to_training_data, build_loss, build_metrics
+    from trainways.model import adapt_to_training_data
 
     model = build_model_for(config, reuters)
     inputs = model_inputs(
@@ -196,64 +196,64 @@ def build_training(
         ),
         clock=clock,
     )
-    spec = make_spec(
-        train,
-        loss=build_loss(train.loss, train.label_smoothing),
-        optimizer=build_optimizer_for(train, backend),
-        metrics=build_metrics,
-        first_epoch=first_epoch,
-        # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
-        # is created under the strategy the run trains with.
-        train_step=_load_step(train.step, "step", backend),
-        test_step=_load_step(train.test_step, "test_step", backend),
-    )
-    return Training(model, data, spec)
+    return Training(model, data, _spec_for(model, config, first_epoch, backend))
 
 
 def _user_training(
     config: RunConfig, data: UserData, *, first_epoch: int, backend: ModuleType
 ) -> Training:
     """:func:`build_training` for the user's data and model: the data prepared as
-    ``trainways.fit`` prepares it, the model's own ``compile()`` kept (the run's options
-    compile a model its builder left uncompiled, as a preset is)."""
-    from trainways.model import build_loss, build_metrics
-
+    ``trainways.fit`` prepares it."""
     model = build_model_for(config, data)
     train = config.train
     inputs = data.inputs(batch_size=train.batch_size, seed=train.seed, first_epoch=first_epoch)
+    return Training(model, train_data_from(inputs), _spec_for(model, config, first_epoch, backend))
+
+
+def _spec_for(
+    model: keras.Model, config: RunConfig, first_epoch: int, backend: ModuleType
+) -> TrainSpec:
+    """The spec of ``model``: its own ``compile()`` when its builder compiled it (the options
+    ``compile()`` owns are then refused, never silently dropped), else the run's options, which
+    compile it as a preset is compiled."""
+    from trainways.model import build_loss, build_metrics
+
+    train = config.train
     steps = {
         "first_epoch": first_epoch,
+        # Loaded here, inside the strategy's scope: what the file creates (a second optimizer)
+        # is created under the strategy the run trains with.
         "train_step": _load_step(train.step, "step", backend),
         "test_step": _load_step(train.test_step, "test_step", backend),
     }
-    if getattr(model, "compiled", False):
-        _refuse_compile_options(train, config.model.preset)
-        own = TrainConfig(
-            **{
-                **asdict(train),
-                "jit_compile": bool(model.jit_compile),
-                "steps_per_execution": model.steps_per_execution,
-            }
-        )
-        spec = make_spec(
-            own,
-            loss=model.loss,
-            optimizer=model.optimizer,
-            metrics=lambda: compiled_metrics(model),
-            **steps,
-        )
-    else:
-        spec = make_spec(
+    if not getattr(model, "compiled", False):
+        return make_spec(
             train,
             loss=build_loss(train.loss, train.label_smoothing),
             optimizer=build_optimizer_for(train, backend),
             metrics=build_metrics,
             **steps,
         )
-    return Training(model, train_data_from(inputs), spec)
+    refuse_compile_options(train, config.model.preset)
+    own = TrainConfig(
+        **{
+            **asdict(train),
+            "jit_compile": bool(model.jit_compile),
+            "steps_per_execution": model.steps_per_execution,
+        }
+    )
+    return make_spec(
+        own,
+        loss=model.loss,
+        optimizer=model.optimizer,
+        metrics=lambda: compiled_metrics(model),
+        **steps,
+    )
 
 
-def _refuse_compile_options(train: TrainConfig, preset: str) -> None:
+def refuse_compile_options(train: TrainConfig, preset: str) -> None:
+    """Refuse, in one line, an option that ``compile()`` owns set beside a model its builder
+    compiled (the builder's ``compile()`` wins; the option would be dropped silently)."""
     defaults = TrainConfig()
     for key in COMPILE_OPTIONS:
         if getattr(train, key) != getattr(defaults, key):
