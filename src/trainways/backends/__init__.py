@@ -36,7 +36,7 @@ INTERFACE: Mapping[str, str] = {
     "prepare": "prepare(model, data) -> Placement: the strategy the model was built under (None "
     "for one device), the one build before training, the work-arounds a strategy needs",
     "Placement": "where the steps run: distribute(data) splits batches over replicas, "
-    "batch_size(y) counts a (distributed) batch, gather(y) joins one, spans_workers says "
+    "gather(y) joins a distributed batch, spans_workers says "
     "whether it spans processes",
     "LoopStepper": "the loop method's step (a hand-written gradient update, compiled): "
     "LoopStepper(model, spec, element_spec, placement), a trainers.base.Stepper",

@@ -97,13 +97,6 @@ class Placement:
 
         return keras.tree.map_structure(place, data)
 
-    def batch_size(self, data: Any) -> int:
-        """Examples in the global batch ``data`` (this process's part of it)."""
-        import keras
-
-        first = next(part for part in keras.tree.flatten(data) if part is not None)
-        return int(np.shape(first)[0]) * self.processes
-
     def gather(self, value: Any) -> Any:
         """A distributed batch as one array on this process: every process's part, in order."""
         if getattr(value, "is_fully_addressable", True):

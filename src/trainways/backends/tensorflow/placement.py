@@ -57,14 +57,6 @@ class Placement:
             return value
         return tf.concat(self.strategy.experimental_local_results(value), axis=0)
 
-    def batch_size(self, data: Any) -> int:
-        """Examples in a batch, summed over every replica of every worker."""
-        first = next(part for part in keras.tree.flatten(data) if part is not None)
-        if self.strategy is None:
-            return int(first.shape[0])
-        local = self.strategy.run(lambda part: tf.shape(part)[0], args=(first,))
-        return int(self.strategy.reduce(tf.distribute.ReduceOp.SUM, local, axis=None))
-
 
 def strategy_of(model: keras.Model) -> tf.distribute.Strategy | None:
     """The model's ``tf.distribute`` strategy, or ``None`` for the default (one device).

@@ -46,10 +46,6 @@ class Placement:
             validation=None if validation is None else _TensorBatches(validation),
         )
 
-    def batch_size(self, data: Any) -> int:
-        """Examples in the batch ``data`` (its first input's rows)."""
-        return int(next(part for part in keras.tree.flatten(data) if part is not None).shape[0])
-
     def gather(self, value: Any) -> Any:
         return value
 
